@@ -1,0 +1,69 @@
+"""Per-field diff of two documents (SPEC §3).
+
+* create (``prev`` None): every field of ``next`` changed, nulls included; delta = next.
+* update: a field changed iff its values are not structurally equal; delta maps each
+  changed field to its next value. Nested values change as a whole.
+* remove (``next`` None): every field of ``prev`` changed; delta is empty.
+* both None, or nothing changed: no change — ``changed_fields`` is empty.
+
+>>> diff({"a": 1, "b": [1]}, {"a": 1.0, "b": [2]})
+(('b',), {'b': [2]})
+>>> diff(None, None)
+((), {})
+"""
+
+from __future__ import annotations
+
+from reactive_entities.domain.json import Document, JSONValue, structurally_equal
+
+__all__ = ["diff", "changed_fields"]
+
+_MISSING: object = object()
+_PLAIN = frozenset((str, int, bool, type(None)))
+
+
+def changed_fields(prev: Document, next: Document) -> tuple[str, ...]:
+    """The sorted names of the fields whose values differ structurally.
+
+    A key present on one side only counts as changed.
+    """
+    changed = []
+    get = prev.get
+    saw_missing = False
+    for field, b in next.items():
+        a: object = get(field, _MISSING)
+        if a is b:
+            continue
+        ta = type(a)
+        # Fast path: two plain scalars of one type compare directly (no bool/int or
+        # int/float subtleties can arise between values of the same type).
+        if ta is type(b) and ta in _PLAIN:
+            if a != b:
+                changed.append(field)
+        elif a is _MISSING:
+            saw_missing = True
+            changed.append(field)
+        elif not structurally_equal(a, b):  # type: ignore[arg-type]
+            changed.append(field)
+    if saw_missing or len(prev) != len(next):
+        changed.extend(f for f in prev if f not in next)
+    changed.sort()
+    return tuple(changed)
+
+
+def diff(
+    prev: Document | None, next: Document | None
+) -> tuple[tuple[str, ...], dict[str, JSONValue]]:
+    """``(changed_fields, delta)`` for ``prev`` → ``next``; see the module docstring.
+
+    For an update, a field missing from ``next`` appears in ``changed_fields`` with a
+    ``None`` delta value.
+    """
+    if prev is None:
+        if next is None:
+            return (), {}
+        return tuple(sorted(next)), dict(next)
+    if next is None:
+        return tuple(sorted(prev)), {}
+    fields = changed_fields(prev, next)
+    return fields, {f: next.get(f) for f in fields}

@@ -1,0 +1,245 @@
+"""The library's cattrs converter and the rules a document must follow (SPEC §2).
+
+Unstructuring an attrs state gives its *document*: datetimes → ISO-8601 UTC strings with
+six fraction digits and ``Z``, enums → their values, sets → sorted lists, tuples → lists,
+UUIDs and Decimals → strings. Structuring is strict: a ``str`` field accepts only a
+``str``, an ``int`` field an ``int`` (never a ``bool``), a ``float`` field a finite number,
+and unknown keys are rejected.
+
+The converter is private to each engine (never ``cattrs.global_converter``); users may
+register their own hooks on it before defining kinds.
+
+>>> from datetime import datetime, timezone, timedelta
+>>> c = make_converter()
+>>> c.unstructure(datetime(2024, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2))))
+'2024-01-02T03:04:05.000000Z'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from reactive_entities.domain.events import iso_utc
+from reactive_entities.domain.json import Document, canonical_json
+
+__all__ = ["make_converter", "document_problems", "structure_problems"]
+
+
+def _unstructure_datetime(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("naive datetime: attach a time zone (UTC is best)")
+    return iso_utc(value)
+
+
+def _structure_datetime(value: object, _: type) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+    else:
+        raise TypeError(f"expected an ISO-8601 string or datetime, got {type(value).__name__}")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("naive datetime: attach a time zone (UTC is best)")
+    return moment.astimezone(UTC)
+
+
+def _structure_date(value: object, _: type) -> date:
+    if isinstance(value, datetime):
+        raise TypeError("expected a date, got a datetime")
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        return date.fromisoformat(value)
+    raise TypeError(f"expected an ISO-8601 date string, got {type(value).__name__}")
+
+
+def _structure_str(value: object, _: type) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected str, got {type(value).__name__}")
+    return value
+
+
+def _structure_int(value: object, _: type) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected int, got {type(value).__name__}")
+    return value
+
+
+def _structure_float(value: object, _: type) -> float:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("expected a finite number")
+    return number
+
+
+def _structure_bool(value: object, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected bool, got {type(value).__name__}")
+    return value
+
+
+def _structure_uuid(value: object, _: type) -> UUID:
+    if isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        return UUID(value)
+    raise TypeError(f"expected a UUID string, got {type(value).__name__}")
+
+
+def _structure_decimal(value: object, _: type) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return Decimal(value)
+    raise TypeError(f"expected a decimal string, got {type(value).__name__}")
+
+
+def make_converter() -> cattrs.Converter:
+    """A fresh converter configured with the document rules above."""
+    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+    def unstructure_set(values: set[Any] | frozenset[Any]) -> list[Any]:
+        items = [converter.unstructure(v) for v in values]
+        # Sets have no order; canonical JSON gives a total, type-independent one.
+        items.sort(key=canonical_json)
+        return items
+
+    converter.register_unstructure_hook(datetime, _unstructure_datetime)
+    converter.register_unstructure_hook(date, date.isoformat)
+    converter.register_unstructure_hook(UUID, str)
+    converter.register_unstructure_hook(Decimal, str)
+    converter.register_unstructure_hook(set, unstructure_set)
+    converter.register_unstructure_hook(frozenset, unstructure_set)
+    converter.register_unstructure_hook_func(
+        lambda t: getattr(t, "__origin__", None) in (set, frozenset), unstructure_set
+    )
+    converter.register_structure_hook(datetime, _structure_datetime)
+    converter.register_structure_hook(date, _structure_date)
+    converter.register_structure_hook(str, _structure_str)
+    converter.register_structure_hook(int, _structure_int)
+    converter.register_structure_hook(float, _structure_float)
+    converter.register_structure_hook(bool, _structure_bool)
+    converter.register_structure_hook(UUID, _structure_uuid)
+    converter.register_structure_hook(Decimal, _structure_decimal)
+    return converter
+
+
+def document_problems(doc: Document) -> list[tuple[str, str]]:
+    """``(path, reason)`` for every value a document must not hold; empty when valid.
+
+    Valid values are null, bool, int, finite float, str without NUL (PostgreSQL cannot
+    store it), lists of valid values and dicts with ``str`` keys. The check runs on every
+    write, so a fast boolean pass comes first and the detailed walk runs only on failure.
+    """
+    for value in doc.values():
+        if not _valid(value):
+            break
+    else:
+        return []
+    problems: list[tuple[str, str]] = []
+    for field, value in doc.items():
+        problems.extend(_value_problems(value, field))
+    return problems
+
+
+def _valid(value: object) -> bool:
+    kind = type(value)
+    if kind is str:
+        return "\x00" not in value  # type: ignore[operator]
+    if kind is int or kind is bool or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)  # type: ignore[arg-type]
+    if kind is list:
+        for item in value:  # type: ignore[attr-defined]
+            t = type(item)
+            if t is str:
+                if "\x00" in item:
+                    return False
+            elif not (t is int or t is bool or item is None) and not _valid(item):
+                return False
+        return True
+    if kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str or "\x00" in key:
+                return False
+            t = type(item)
+            if t is str:
+                if "\x00" in item:
+                    return False
+            elif not (t is int or t is bool or item is None) and not _valid(item):
+                return False
+        return True
+    return False
+
+
+def _value_problems(value: object, path: str) -> Iterator[tuple[str, str]]:
+    kind = type(value)
+    if kind is str:
+        if "\x00" in value:  # type: ignore[operator]
+            yield path, "text contains a NUL character"
+    elif kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            yield path, "number is not finite (NaN or infinity has no JSON form)"
+    elif kind is int or kind is bool or value is None:
+        return
+    elif kind is list:
+        items: list[object] = value  # type: ignore[assignment]
+        for i, item in enumerate(items):
+            yield from _value_problems(item, f"{path}[{i}]")
+    elif kind is dict:
+        for key, item in value.items():  # type: ignore[attr-defined]
+            if type(key) is not str:
+                yield path, f"object key of type {type(key).__name__} (keys must be str)"
+            elif "\x00" in key:
+                yield path, "object key contains a NUL character"
+            else:
+                yield from _value_problems(item, f"{path}.{key}")
+    else:
+        yield path, f"unsupported value of type {kind.__name__} (register a cattrs hook)"
+
+
+def structure_problems(error: BaseException, path: str = "$") -> Iterator[tuple[str, str]]:
+    """Flatten a cattrs / attrs structuring error into ``(path, reason)`` pairs.
+
+    Paths read ``status``, ``meta.region``, ``tags[1]``; ``$`` is the whole state.
+    Reasons may still quote input values: callers redact them before showing anyone.
+    """
+    if isinstance(error, ClassValidationError):
+        with_notes, without_notes = error.group_exceptions()
+        for sub, note in with_notes:
+            yield from structure_problems(sub, _join(path, f".{note.name}"))
+        for sub in without_notes:
+            yield from structure_problems(sub, path)
+    elif isinstance(error, IterableValidationError):
+        with_index, rest = error.group_exceptions()
+        for item_error, item_note in with_index:
+            index = getattr(item_note, "index", None)
+            where = path if index is None else f"{path}[{index!r}]"
+            yield from structure_problems(item_error, where)
+        for item_error in rest:
+            yield from structure_problems(item_error, path)
+    elif isinstance(error, ForbiddenExtraKeysError):
+        yield path, f"unknown fields: {', '.join(sorted(map(str, error.extra_fields)))}"
+    elif isinstance(error, KeyError):
+        yield path, "required field missing"
+    elif len(error.args) >= 2 and isinstance(error.args[1], attrs.Attribute):
+        # attrs validators raise (message, attribute, …): point at the attribute.
+        yield _join(path, f".{error.args[1].name}"), f"{error.args[0]}"
+    else:
+        yield path, f"{type(error).__name__}: {error}"
+
+
+def _join(path: str, suffix: str) -> str:
+    return suffix[1:] if path == "$" else path + suffix

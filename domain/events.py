@@ -1,0 +1,144 @@
+"""The values a change produces: the event, its transition rows, and what stores return.
+
+* :class:`Transition` — one planned row per changed field, already masked.
+* :class:`ChangeEvent` — what subscribers receive (SPEC §6), already masked.
+* :class:`Change` — the plan: the event plus its rows. The store records it.
+* :class:`TransitionRecord` / :class:`ChangeRecord` — rows as a store returns them.
+* :data:`ABSENT` — ``from_value`` of a create: the entity did not exist before.
+
+Documents inside these values are plain dicts and lists so they serialize directly; they
+are never mutated by the library and must not be mutated by receivers.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeAlias
+
+import attrs
+
+from reactive_entities.domain.actor import Actor
+from reactive_entities.domain.json import Document, JSONValue
+
+__all__ = [
+    "Op",
+    "Absent",
+    "ABSENT",
+    "Transition",
+    "ChangeEvent",
+    "Change",
+    "TransitionRecord",
+    "ChangeRecord",
+    "iso_utc",
+]
+
+Op: TypeAlias = Literal["create", "update", "remove"]
+
+
+class Absent(enum.Enum):
+    """The type of :data:`ABSENT`; an enum so the sentinel survives copy and pickle."""
+
+    ABSENT = "ABSENT"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+#: ``from_value`` of a create's rows: the entity did not exist (falsy, repr ``ABSENT``).
+ABSENT = Absent.ABSENT
+Absent.__module__ = "reactive_entities"
+
+
+def iso_utc(moment: datetime) -> str:
+    """ISO-8601 in UTC with six fraction digits and a ``Z``: ``2024-01-02T03:04:05.000006Z``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@attrs.frozen(slots=False)  # transient, built on every write: dict-based init is ~2x faster
+class Transition:
+    """One planned transition row: a field of a create or update, masked."""
+
+    field: str
+    from_value: JSONValue | Absent
+    to_value: JSONValue
+    masked: bool
+
+
+@attrs.frozen(slots=False)  # transient, built on every write: dict-based init is ~2x faster
+class ChangeEvent:
+    """A recorded change, as delivered to subscribers (SPEC §6). Everything is masked."""
+
+    kind: str
+    entity_id: str
+    op: Op
+    prev: Document | None
+    next: Document | None
+    delta: Document
+    changed_fields: tuple[str, ...]
+    actor: Actor
+    run_id: str | None
+    occurred_at: datetime
+    change_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; ``occurred_at`` becomes ISO-8601 UTC with a ``Z``."""
+        return {
+            "kind": self.kind,
+            "entity_id": self.entity_id,
+            "op": self.op,
+            "prev": self.prev,
+            "next": self.next,
+            "delta": self.delta,
+            "changed_fields": list(self.changed_fields),
+            "actor": self.actor.to_dict(),
+            "run_id": self.run_id,
+            "occurred_at": iso_utc(self.occurred_at),
+            "change_id": self.change_id,
+        }
+
+
+@attrs.frozen(slots=False)  # transient, built on every write: dict-based init is ~2x faster
+class Change:
+    """What ``plan_change`` decided: the masked event and its masked rows."""
+
+    event: ChangeEvent
+    transitions: tuple[Transition, ...]
+
+    def stamped(self, at: datetime) -> ChangeEvent:
+        """The event carrying the timestamp the store stamped on the rows."""
+        event = self.event
+        if event.occurred_at == at:
+            return event
+        return attrs.evolve(event, occurred_at=at)
+
+
+@attrs.frozen
+class TransitionRecord:
+    """A transition row as stored (SPEC §7). ``from_value`` is ``ABSENT`` for a create."""
+
+    kind: str
+    entity_id: str
+    field: str
+    from_value: JSONValue | Absent
+    to_value: JSONValue
+    masked: bool
+    change_id: str
+    transitioned_at: datetime
+
+
+@attrs.frozen
+class ChangeRecord:
+    """A change-log row as stored: one per recorded change, removes included."""
+
+    kind: str
+    entity_id: str
+    op: Op
+    change_id: str
+    occurred_at: datetime
+    changed_fields: tuple[str, ...]
+    actor: Actor
+    run_id: str | None

@@ -1,0 +1,201 @@
+"""Masking secrets out of text and documents (SPEC §4).
+
+``mask_text`` finds every occurrence of every maskable secret in the *original* text,
+merges overlapping or touching ranges, and replaces each merged range by one ``TOKEN``.
+Overlapping secrets therefore never leave a fragment of either in clear.
+
+A secret may contain ``*``; the token next to clear text could then spell a secret again
+(``"ab*"`` + ``"****"``). ``mask_text`` therefore repeats until no secret occurs or a
+round changes nothing. A round that changes the text shortens it or turns a non-``*``
+character into ``*``, so the loop ends; only a secret made of nothing but ``*`` can
+survive, and it reveals nothing the token does not.
+
+``mask_deep`` rebuilds lists and dicts only where something changed: with nothing to
+mask it returns the very object it was given, which keeps the hot path allocation-free.
+
+>>> s = SecretSet.of(["secret", "supersecret"])
+>>> mask_text("value=supersecret", s)
+'value=****'
+>>> mask_deep({"k": ["a secret", 1]}, s)
+{'k': ['a ****', 1]}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from reactive_entities.domain.json import Document, JSONValue
+from reactive_entities.domain.secret_set import SecretSet
+
+__all__ = ["TOKEN", "mask_text", "mask_deep", "mask_document"]
+
+TOKEN = "****"
+
+
+def mask_text(text: str, secrets: SecretSet) -> str:
+    """``text`` with every maskable secret of ``secrets`` replaced (merged ranges)."""
+    finder = secrets.finder
+    if finder is None or finder.search(text) is None:
+        return text
+    while True:
+        masked = _mask_once(text, secrets.maskable)
+        # Without "*" in any secret, a token cannot help spell a secret: one pass is
+        # enough (see the module docstring).
+        if not secrets.has_star or masked == text or finder.search(masked) is None:
+            return masked
+        text = masked
+
+
+def _mask_once(text: str, maskable: tuple[str, ...]) -> str:
+    # Every occurrence of every secret, overlapping ones included (str.find is C-fast
+    # and there are few secrets per run).
+    ranges = []
+    find = text.find
+    for secret in maskable:
+        start = find(secret)
+        while start != -1:
+            ranges.append((start, start + len(secret)))
+            start = find(secret, start + 1)
+    ranges.sort()
+    pieces: list[str] = []
+    cursor = 0  # end of the text already copied or masked
+    run_start, run_end = ranges[0]
+    for start, end in ranges[1:]:
+        if start <= run_end:  # overlapping or touching: extend the current range
+            if end > run_end:
+                run_end = end
+            continue
+        pieces.append(text[cursor:run_start])
+        pieces.append(TOKEN)
+        cursor = run_end
+        run_start, run_end = start, end
+    pieces.append(text[cursor:run_start])
+    pieces.append(TOKEN)
+    pieces.append(text[run_end:])
+    return "".join(pieces)
+
+
+def mask_deep(value: JSONValue, secrets: SecretSet) -> JSONValue:
+    """``value`` with secrets masked in every string, dict keys included.
+
+    Numbers, booleans and null are unchanged. When two keys mask to the same text the
+    later one is suffixed ``#2``, ``#3``, … so no entry is lost. With nothing maskable
+    the input object itself is returned.
+    """
+    if not secrets:
+        return value
+    kind = type(value)
+    if kind is str:
+        return mask_text(value, secrets)  # type: ignore[arg-type]
+    if kind is list:
+        return _mask_list(value, secrets)  # type: ignore[arg-type]
+    if kind is dict:
+        return _mask_dict(value, secrets)  # type: ignore[arg-type]
+    return value
+
+
+# The walkers below copy a container only once something inside it changed, and test
+# strings with one regex search before calling ``mask_text``: this runs on every value
+# of every write that names a run.
+
+
+def _mask_list(items: list[JSONValue], secrets: SecretSet) -> list[JSONValue]:
+    search = secrets.finder.search  # type: ignore[union-attr]
+    out: list[JSONValue] | None = None
+    for i, item in enumerate(items):
+        kind = type(item)
+        if kind is str:
+            if search(item) is None:  # type: ignore[arg-type]
+                continue
+            masked: JSONValue = mask_text(item, secrets)  # type: ignore[arg-type]
+        elif kind is list:
+            masked = _mask_list(item, secrets)  # type: ignore[arg-type]
+        elif kind is dict:
+            masked = _mask_dict(item, secrets)  # type: ignore[arg-type]
+        else:
+            continue
+        if masked is not item:
+            if out is None:
+                out = list(items)
+            out[i] = masked
+    return items if out is None else out
+
+
+def _mask_dict(value: dict[str, JSONValue], secrets: SecretSet) -> dict[str, JSONValue]:
+    search = secrets.finder.search  # type: ignore[union-attr]
+    if not any(search(key) for key in value):
+        # Keys are clean: only values can change, and order is kept by copying.
+        out: dict[str, JSONValue] | None = None
+        for key, item in value.items():
+            kind = type(item)
+            if kind is str:
+                if search(item) is None:  # type: ignore[arg-type]
+                    continue
+                masked: JSONValue = mask_text(item, secrets)  # type: ignore[arg-type]
+            elif kind is list:
+                masked = _mask_list(item, secrets)  # type: ignore[arg-type]
+            elif kind is dict:
+                masked = _mask_dict(item, secrets)  # type: ignore[arg-type]
+            else:
+                continue
+            if masked is not item:
+                if out is None:
+                    out = dict(value)
+                out[key] = masked
+        return value if out is None else out
+    rebuilt: dict[str, JSONValue] = {}
+    for key, item in value.items():
+        masked_key = mask_text(key, secrets)
+        if masked_key in rebuilt:  # two keys masked alike: keep both
+            masked_key = _free_key(masked_key, rebuilt)
+        rebuilt[masked_key] = mask_deep(item, secrets)
+    return rebuilt
+
+
+def _free_key(key: str, taken: Mapping[str, object]) -> str:
+    n = 2
+    while f"{key}#{n}" in taken:
+        n += 1
+    return f"{key}#{n}"
+
+
+def mask_document(
+    doc: Document, secrets: SecretSet, sensitive: frozenset[str] = frozenset()
+) -> Document:
+    """A document with run secrets masked in its values and sensitive fields replaced.
+
+    Top-level keys are field names (schema, not data) and are never masked. A field in
+    ``sensitive`` is replaced whole by ``TOKEN`` whatever its value. Returns ``doc``
+    itself when nothing changed.
+    """
+    if sensitive:
+        out: Document | None = dict(doc)
+        for field in sensitive:
+            if field in out:  # type: ignore[operator]
+                out[field] = TOKEN  # type: ignore[index]
+    else:
+        out = None
+    if not secrets:
+        return doc if out is None else out
+    search = secrets.finder.search  # type: ignore[union-attr]
+    for field, value in doc.items():
+        kind = type(value)
+        if kind is str:
+            if search(value) is None or field in sensitive:  # type: ignore[arg-type]
+                continue
+            masked: JSONValue = mask_text(value, secrets)  # type: ignore[arg-type]
+        elif kind is list:
+            if field in sensitive:
+                continue
+            masked = _mask_list(value, secrets)  # type: ignore[arg-type]
+        elif kind is dict:
+            if field in sensitive:
+                continue
+            masked = _mask_dict(value, secrets)  # type: ignore[arg-type]
+        else:
+            continue
+        if masked is not value:
+            if out is None:
+                out = dict(doc)
+            out[field] = masked
+    return doc if out is None else out

@@ -1,0 +1,41 @@
+"""Logging a failure without leaking a secret (SPEC §13.1).
+
+A handler, emitter or deriver that raises is logged at WARNING. The traceback is
+formatted here and masked with the secrets of the event's run before it becomes the log
+message; the record carries no ``exc_info``, so no formatter can print the raw exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from reactive_entities.domain.events import ChangeEvent
+from reactive_entities.domain.masking import mask_text
+from reactive_entities.domain.secret_set import EMPTY_SECRETS
+from reactive_entities.ports.secret_registry import SecretRegistry
+
+__all__ = ["log_failure"]
+
+
+def log_failure(
+    logger: logging.Logger,
+    what: str,
+    event: ChangeEvent,
+    error: BaseException,
+    secrets: SecretRegistry | None,
+) -> None:
+    """Log ``error``, raised by ``what`` while handling ``event``, masked."""
+    run_secrets = EMPTY_SECRETS
+    if secrets is not None and event.run_id is not None:
+        run_secrets = secrets.secrets_for(event.run_id)
+    text = "".join(traceback.format_exception(error))
+    logger.warning(
+        "%s failed for %s %s:%s (change %s)\n%s",
+        mask_text(what, run_secrets),
+        event.op,
+        event.kind,
+        event.entity_id,
+        event.change_id,
+        mask_text(text, run_secrets),
+    )

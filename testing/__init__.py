@@ -1,0 +1,28 @@
+"""Public test helpers: one pytest contract suite per port, and builders.
+
+A custom adapter proves itself by subclassing the suite and providing a fixture::
+
+    from reactive_entities.testing import EntityStoreContract
+
+    class TestMyStore(EntityStoreContract):
+        @pytest.fixture
+        def store(self, clock):
+            yield MyStore(clock=clock)
+
+Importing this package needs pytest (a test dependency, not a runtime one).
+"""
+
+from reactive_entities.testing.builders import make_change
+from reactive_entities.testing.clock_contract import ClockContract
+from reactive_entities.testing.emitter_contract import EmitterContract, sample_events
+from reactive_entities.testing.secret_registry_contract import SecretRegistryContract
+from reactive_entities.testing.store_contract import EntityStoreContract
+
+__all__ = [
+    "ClockContract",
+    "EmitterContract",
+    "EntityStoreContract",
+    "SecretRegistryContract",
+    "make_change",
+    "sample_events",
+]

@@ -1,0 +1,379 @@
+"""The ``EntityStore`` contract: a pytest suite any store adapter can run.
+
+Subclass it in a test module and provide a ``store`` fixture built on the given manual
+``clock``::
+
+    class TestMyStore(EntityStoreContract):
+        @pytest.fixture
+        def store(self, clock):
+            yield MyStore(clock=clock)
+
+The suite drives the store directly (no engine), with changes planned by the real
+domain code, and checks stamping, ordering, the temporal queries, value round trips,
+and that ``lock`` really serializes threads.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from reactive_entities.adapters.memory.clock import ManualClock
+from reactive_entities.domain.events import ABSENT
+from reactive_entities.domain.json import Document, structurally_equal
+from reactive_entities.domain.secret_set import SecretSet
+from reactive_entities.ports.store import EntityStore
+from reactive_entities.testing.builders import make_change
+
+__all__ = ["EntityStoreContract"]
+
+KIND = "contract"
+
+
+def _doc(**values: Any) -> Document:
+    base: Document = {"status": "open", "severity": "low", "payload": None}
+    base.update(values)
+    return base
+
+
+class EntityStoreContract:
+    """Behaviour every ``EntityStore`` must show (DESIGN §3, SPEC §7–§8)."""
+
+    @pytest.fixture
+    def clock(self) -> ManualClock:
+        """The clock the store under test must stamp with."""
+        return ManualClock()
+
+    @pytest.fixture
+    def store(self, clock: ManualClock) -> Iterator[EntityStore]:
+        """Override: yield the store under test, built on ``clock``."""
+        raise NotImplementedError("subclass EntityStoreContract and provide a `store` fixture")
+        yield  # pragma: no cover
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @staticmethod
+    def _create(
+        store: EntityStore, clock: ManualClock, entity_id: str, **values: Any
+    ) -> Document:
+        doc = _doc(**values)
+        store.record(make_change(KIND, entity_id, None, doc, at=clock.now()))
+        return doc
+
+    @staticmethod
+    def _update(
+        store: EntityStore, clock: ManualClock, entity_id: str, prev: Document, **values: Any
+    ) -> Document:
+        nxt = {**prev, **values}
+        store.record(make_change(KIND, entity_id, prev, nxt, at=clock.now()))
+        return nxt
+
+    # -- record and stamping -------------------------------------------------------------
+
+    def test_record_stamps_every_row_with_the_returned_time(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """All rows of one change carry the one timestamp ``record`` returns."""
+        change = make_change(KIND, "e-1", None, _doc(), at=clock.now())
+        stamp = store.record(change)
+        assert stamp == clock.now()
+        rows = store.transitions(KIND, "e-1")
+        assert [r.field for r in rows] == list(change.event.changed_fields)
+        assert {r.transitioned_at for r in rows} == {stamp}
+        assert {r.change_id for r in rows} == {change.event.change_id}
+
+    def test_create_rows_have_absent_from_values(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """A create's rows start from ``ABSENT``; a null field is recorded, not skipped."""
+        self._create(store, clock, "e-1")
+        rows = store.transitions(KIND, "e-1")
+        assert [r.field for r in rows] == ["payload", "severity", "status"]
+        assert all(r.from_value is ABSENT for r in rows)
+        payload = next(r for r in rows if r.field == "payload")
+        assert payload.to_value is None
+
+    def test_update_rows_carry_previous_values_and_masked_flag(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """An update's row holds the previous value; ``masked`` round-trips."""
+        prev = self._create(store, clock, "e-1", payload="x")
+        clock.advance(timedelta(seconds=1))
+        nxt = {**prev, "status": "closed", "payload": "token s3cr3t!"}
+        secrets = SecretSet.of(["s3cr3t!"])
+        store.record(make_change(KIND, "e-1", prev, nxt, at=clock.now(), secrets=secrets))
+        rows = store.transitions(KIND, "e-1", since=clock.now())
+        by_field = {r.field: r for r in rows}
+        assert by_field["status"].from_value == "open"
+        assert by_field["status"].to_value == "closed"
+        assert by_field["status"].masked is False
+        assert by_field["payload"].from_value == "x"
+        assert by_field["payload"].to_value == "token ****"
+        assert by_field["payload"].masked is True
+
+    def test_remove_records_a_change_but_no_rows(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """A remove adds a change (op ``remove``) and no transition rows."""
+        prev = self._create(store, clock, "e-1")
+        clock.advance(timedelta(seconds=1))
+        store.record(make_change(KIND, "e-1", prev, None, at=clock.now()))
+        assert len(store.transitions(KIND, "e-1")) == 3
+        latest = store.latest_change(KIND, "e-1")
+        assert latest is not None
+        assert latest.op == "remove"
+        assert latest.occurred_at == clock.now()
+
+    def test_stamps_follow_the_clock(self, store: EntityStore, clock: ManualClock) -> None:
+        """Each change is stamped with the clock's time at recording."""
+        prev = self._create(store, clock, "e-1")
+        t0 = clock.now()
+        clock.advance(timedelta(minutes=3))
+        self._update(store, clock, "e-1", prev, status="closed")
+        stamps = [r.transitioned_at for r in store.transitions(KIND, "e-1", field="status")]
+        assert stamps == [t0, t0 + timedelta(minutes=3)]
+
+    # -- latest_transition / latest_change -----------------------------------------------
+
+    def test_latest_transition_is_the_newest_row_of_the_field(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """``latest_transition`` returns the field's newest row; None for unknown ones."""
+        doc = self._create(store, clock, "e-1")
+        for status in ("a", "b", "c"):
+            clock.advance(timedelta(seconds=1))
+            doc = self._update(store, clock, "e-1", doc, status=status)
+        latest = store.latest_transition(KIND, "e-1", "status")
+        assert latest is not None
+        assert (latest.from_value, latest.to_value) == ("b", "c")
+        assert store.latest_transition(KIND, "e-1", "nope") is None
+        assert store.latest_transition(KIND, "e-404", "status") is None
+        assert store.latest_change(KIND, "e-404") is None
+
+    def test_latest_at_an_instant(self, store: EntityStore, clock: ManualClock) -> None:
+        """With ``at``, the newest row and change stamped at or before it are returned."""
+        t0 = clock.now()
+        doc = self._create(store, clock, "e-1")
+        clock.advance(timedelta(minutes=1))
+        self._update(store, clock, "e-1", doc, status="closed")
+        at_t0 = store.latest_transition(KIND, "e-1", "status", at=t0 + timedelta(seconds=59))
+        assert at_t0 is not None
+        assert at_t0.to_value == "open"
+        exact = store.latest_transition(KIND, "e-1", "status", at=t0 + timedelta(minutes=1))
+        assert exact is not None
+        assert exact.to_value == "closed"
+        assert store.latest_transition(KIND, "e-1", "status", at=t0 - timedelta(seconds=1)) is None
+        change = store.latest_change(KIND, "e-1", at=t0)
+        assert change is not None
+        assert change.op == "create"
+
+    def test_same_instant_changes_keep_recording_order(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """Rows stamped at the same instant are ordered by recording order."""
+        doc = self._create(store, clock, "e-1")
+        for status in ("a", "b", "c"):
+            doc = self._update(store, clock, "e-1", doc, status=status)
+        rows = store.transitions(KIND, "e-1", field="status")
+        assert [r.to_value for r in rows] == ["open", "a", "b", "c"]
+        latest = store.latest_transition(KIND, "e-1", "status")
+        assert latest is not None
+        assert latest.to_value == "c"
+
+    # -- count_transitions ---------------------------------------------------------------
+
+    def test_count_window_is_inclusive_at_both_ends(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """Rows exactly at ``since`` and at ``until`` are counted."""
+        t0 = clock.now()
+        doc = self._create(store, clock, "e-1")
+        for i in range(1, 5):
+            clock.advance(timedelta(minutes=1))
+            doc = self._update(store, clock, "e-1", doc, status=f"s{i}")
+        now = clock.now()  # rows at t0, +1, +2, +3, +4 minutes
+        assert store.count_transitions(KIND, "e-1", "status", t0, now) == 5
+        assert store.count_transitions(KIND, "e-1", "status", timedelta(minutes=2)) == 3
+        assert store.count_transitions(KIND, "e-1", "status", timedelta(seconds=59)) == 1
+        assert (
+            store.count_transitions(KIND, "e-1", "status", t0 + timedelta(minutes=1), now) == 4
+        )
+        assert store.count_transitions(KIND, "e-1", "severity", timedelta(hours=1)) == 1
+        assert store.count_transitions(KIND, "e-404", "status", timedelta(hours=1)) == 0
+
+    def test_count_uses_the_store_clock_for_now(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """``until`` None means the store's now: rows age out of a window as time passes."""
+        self._create(store, clock, "e-1")
+        assert store.count_transitions(KIND, "e-1", "status", timedelta(minutes=5)) == 1
+        clock.advance(timedelta(minutes=5))
+        assert store.count_transitions(KIND, "e-1", "status", timedelta(minutes=5)) == 1
+        clock.advance(timedelta(microseconds=1))
+        assert store.count_transitions(KIND, "e-1", "status", timedelta(minutes=5)) == 0
+        assert store.now() == clock.now()
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def test_transitions_filter_since_and_limit(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """``since`` is inclusive; ``limit`` keeps the newest N, still oldest first."""
+        doc = self._create(store, clock, "e-1")
+        for i in range(1, 6):
+            clock.advance(timedelta(seconds=10))
+            doc = self._update(store, clock, "e-1", doc, status=f"s{i}")
+        status = [r.to_value for r in store.transitions(KIND, "e-1", field="status")]
+        assert status == ["open", "s1", "s2", "s3", "s4", "s5"]
+        since = clock.now() - timedelta(seconds=20)
+        assert [r.to_value for r in store.transitions(KIND, "e-1", "status", since)] == [
+            "s3",
+            "s4",
+            "s5",
+        ]
+        assert [r.to_value for r in store.transitions(KIND, "e-1", "status", None, 2)] == [
+            "s4",
+            "s5",
+        ]
+        assert list(store.transitions(KIND, "e-1", "status", None, 0)) == []
+        assert len(store.transitions(KIND, "e-1")) == 3 + 5
+
+    def test_entities_and_kinds_are_isolated(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """Rows of one entity never show up for another id or another kind."""
+        self._create(store, clock, "e-1")
+        store.record(make_change("other", "e-1", None, _doc(), at=clock.now()))
+        assert len(store.transitions(KIND, "e-1")) == 3
+        assert len(store.transitions(KIND, "e-2")) == 0
+        assert store.count_transitions(KIND, "e-2", "status", timedelta(days=1)) == 0
+
+    # -- values and identifiers ----------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            {"nested": {"list": [1, 2.5, "x", None, True, False]}, "k": {}},
+            ["é", "日本語", "emoji 🎉", "quote ' \" \\ ;--", ""],
+            12345678901234567890,
+            -0.5,
+            1e-7,
+            "",
+            False,
+        ],
+    )
+    def test_values_round_trip(self, store: EntityStore, clock: ManualClock, value: Any) -> None:
+        """JSON values come back structurally equal (bool stays bool, null stays null)."""
+        prev = self._create(store, clock, "e-1")
+        self._update(store, clock, "e-1", prev, payload=value)
+        row = store.latest_transition(KIND, "e-1", "payload")
+        assert row is not None
+        assert row.from_value is None
+        assert structurally_equal(row.to_value, value)
+        assert type(row.to_value) is type(value) or isinstance(value, float)
+
+    @pytest.mark.parametrize(
+        "entity_id",
+        [
+            "plain",
+            "quote'); DROP TABLE x; --",
+            'double "quoted"',
+            "ünïcödé 日本 🎉",
+            "back\\slash",
+            "x" * 10_240,
+        ],
+    )
+    def test_ids_round_trip_verbatim(
+        self, store: EntityStore, clock: ManualClock, entity_id: str
+    ) -> None:
+        """Any id (quotes, SQL, unicode, 10 KB) is stored and read back verbatim."""
+        self._create(store, clock, entity_id)
+        rows = store.transitions(KIND, entity_id)
+        assert len(rows) == 3
+        assert {r.entity_id for r in rows} == {entity_id}
+        assert {r.kind for r in rows} == {KIND}
+
+    # -- lock ----------------------------------------------------------------------------
+
+    def test_lock_serializes_threads_on_one_entity(self, store: EntityStore) -> None:
+        """Read-modify-write under the lock loses no update across 8 threads."""
+        counter = {"n": 0}
+        errors: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                for _ in range(20):
+                    with store.lock(KIND, "shared"):
+                        seen = counter["n"]
+                        time.sleep(0.0002)  # invite a lost update if the lock leaks
+                        counter["n"] = seen + 1
+            except BaseException as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors
+        assert counter["n"] == 8 * 20
+
+    def test_lock_does_not_block_other_entities(self, store: EntityStore) -> None:
+        """Holding one entity's lock leaves another entity's lock free."""
+        acquired = threading.Event()
+        with store.lock(KIND, "a"):
+
+            def other() -> None:
+                with store.lock(KIND, "b"):
+                    acquired.set()
+
+            thread = threading.Thread(target=other)
+            thread.start()
+            assert acquired.wait(timeout=10)
+            thread.join(timeout=10)
+
+    def test_lock_blocks_a_second_holder_until_released(self, store: EntityStore) -> None:
+        """A second thread waits while the entity's lock is held."""
+        entered = threading.Event()
+
+        def second() -> None:
+            with store.lock(KIND, "a"):
+                entered.set()
+
+        with store.lock(KIND, "a"):
+            thread = threading.Thread(target=second)
+            thread.start()
+            assert not entered.wait(timeout=0.3)
+        assert entered.wait(timeout=10)
+        thread.join(timeout=10)
+
+    def test_lock_is_released_when_the_body_raises(self, store: EntityStore) -> None:
+        """An exception inside the lock releases it."""
+        with pytest.raises(RuntimeError), store.lock(KIND, "a"):
+            raise RuntimeError("boom")
+        done = threading.Event()
+
+        def again() -> None:
+            with store.lock(KIND, "a"):
+                done.set()
+
+        thread = threading.Thread(target=again)
+        thread.start()
+        assert done.wait(timeout=10)
+        thread.join(timeout=10)
+
+    def test_record_inside_the_lock(self, store: EntityStore, clock: ManualClock) -> None:
+        """Recording while holding the entity's lock works (the engine always does)."""
+        with store.lock(KIND, "e-1"):
+            self._create(store, clock, "e-1")
+        assert len(store.transitions(KIND, "e-1")) == 3
+
+    def test_close_is_idempotent(self, store: EntityStore) -> None:
+        """``close`` may be called twice."""
+        store.close()
+        store.close()
