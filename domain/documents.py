@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
-from uuid import UUID
 
 import attrs
 import cattrs
@@ -89,11 +88,16 @@ def _structure_bool(value: object, _: type) -> bool:
     return value
 
 
-def _structure_uuid(value: object, _: type) -> UUID:
-    if isinstance(value, UUID):
+def _is_uuid_class(cls: object) -> bool:
+    # Recognized by name: the domain may not import ``uuid`` (it also makes random ids).
+    return isinstance(cls, type) and cls.__module__ == "uuid" and cls.__qualname__ == "UUID"
+
+
+def _structure_uuid(value: object, cls: type[Any]) -> Any:
+    if isinstance(value, cls):
         return value
     if isinstance(value, str):
-        return UUID(value)
+        return cls(value)
     raise TypeError(f"expected a UUID string, got {type(value).__name__}")
 
 
@@ -117,7 +121,7 @@ def make_converter() -> cattrs.Converter:
 
     converter.register_unstructure_hook(datetime, _unstructure_datetime)
     converter.register_unstructure_hook(date, date.isoformat)
-    converter.register_unstructure_hook(UUID, str)
+    converter.register_unstructure_hook_func(_is_uuid_class, str)
     converter.register_unstructure_hook(Decimal, str)
     converter.register_unstructure_hook(set, unstructure_set)
     converter.register_unstructure_hook(frozenset, unstructure_set)
@@ -130,7 +134,7 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook(int, _structure_int)
     converter.register_structure_hook(float, _structure_float)
     converter.register_structure_hook(bool, _structure_bool)
-    converter.register_structure_hook(UUID, _structure_uuid)
+    converter.register_structure_hook_func(_is_uuid_class, _structure_uuid)
     converter.register_structure_hook(Decimal, _structure_decimal)
     return converter
 

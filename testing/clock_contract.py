@@ -1,9 +1,9 @@
 """The ``Clock`` contract::
 
-    class TestMyClock(ClockContract):
-        @pytest.fixture
-        def clock(self):
-            yield MyClock()
+class TestMyClock(ClockContract):
+    @pytest.fixture
+    def clock(self):
+        yield MyClock()
 """
 
 from __future__ import annotations

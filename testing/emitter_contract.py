@@ -34,9 +34,7 @@ def sample_events(n: int, kind: str = "contract", entity_id: str = "e-1") -> lis
     prev = None
     for i in range(n):
         nxt = {"status": f"s{i}", "n": i}
-        events.append(
-            make_change(kind, entity_id, prev, nxt, at=t0 + timedelta(seconds=i)).event
-        )
+        events.append(make_change(kind, entity_id, prev, nxt, at=t0 + timedelta(seconds=i)).event)
         prev = nxt
     return events
 
@@ -83,9 +81,7 @@ class EmitterContract:
         for t in threads:
             t.join(timeout=60)
         got = list(self.delivered(emitter))
-        assert sorted(e.change_id for e in got) == sorted(
-            e.change_id for b in batches for e in b
-        )
+        assert sorted(e.change_id for e in got) == sorted(e.change_id for b in batches for e in b)
         for b in batches:  # per-entity order is kept
             ids = [e.change_id for e in got if e.entity_id == b[0].entity_id]
             assert ids == [e.change_id for e in b]

@@ -1,9 +1,9 @@
 """The ``SecretRegistry`` contract: a pytest suite for secret registry adapters::
 
-    class TestMyRegistry(SecretRegistryContract):
-        @pytest.fixture
-        def registry(self):
-            yield MyRegistry()
+class TestMyRegistry(SecretRegistryContract):
+    @pytest.fixture
+    def registry(self):
+        yield MyRegistry()
 """
 
 from __future__ import annotations
@@ -53,9 +53,7 @@ class SecretRegistryContract:
         """A second ``register`` for the run extends its set."""
         registry.register("run-1", ["first-secret"])
         registry.register("run-1", ["second-secret"])
-        assert registry.secrets_for("run-1").values == frozenset(
-            {"first-secret", "second-secret"}
-        )
+        assert registry.secrets_for("run-1").values == frozenset({"first-secret", "second-secret"})
 
     def test_runs_are_isolated(self, registry: SecretRegistry) -> None:
         """One run's secrets are not another's."""

@@ -58,9 +58,7 @@ class EntityStoreContract:
     # -- helpers -------------------------------------------------------------------------
 
     @staticmethod
-    def _create(
-        store: EntityStore, clock: ManualClock, entity_id: str, **values: Any
-    ) -> Document:
+    def _create(store: EntityStore, clock: ManualClock, entity_id: str, **values: Any) -> Document:
         doc = _doc(**values)
         store.record(make_change(KIND, entity_id, None, doc, at=clock.now()))
         return doc
@@ -200,9 +198,7 @@ class EntityStoreContract:
         assert store.count_transitions(KIND, "e-1", "status", t0, now) == 5
         assert store.count_transitions(KIND, "e-1", "status", timedelta(minutes=2)) == 3
         assert store.count_transitions(KIND, "e-1", "status", timedelta(seconds=59)) == 1
-        assert (
-            store.count_transitions(KIND, "e-1", "status", t0 + timedelta(minutes=1), now) == 4
-        )
+        assert store.count_transitions(KIND, "e-1", "status", t0 + timedelta(minutes=1), now) == 4
         assert store.count_transitions(KIND, "e-1", "severity", timedelta(hours=1)) == 1
         assert store.count_transitions(KIND, "e-404", "status", timedelta(hours=1)) == 0
 
@@ -243,9 +239,7 @@ class EntityStoreContract:
         assert list(store.transitions(KIND, "e-1", "status", None, 0)) == []
         assert len(store.transitions(KIND, "e-1")) == 3 + 5
 
-    def test_entities_and_kinds_are_isolated(
-        self, store: EntityStore, clock: ManualClock
-    ) -> None:
+    def test_entities_and_kinds_are_isolated(self, store: EntityStore, clock: ManualClock) -> None:
         """Rows of one entity never show up for another id or another kind."""
         self._create(store, clock, "e-1")
         store.record(make_change("other", "e-1", None, _doc(), at=clock.now()))
