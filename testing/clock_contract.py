@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 
 from reactive_entities.ports.clock import Clock
+from reactive_entities.testing.overrides import must_override
 
 __all__ = ["ClockContract"]
 
@@ -24,8 +25,7 @@ class ClockContract:
     @pytest.fixture
     def clock(self) -> Iterator[Clock]:
         """Override: yield the clock under test."""
-        raise NotImplementedError("subclass ClockContract and provide a `clock` fixture")
-        yield  # pragma: no cover
+        yield from must_override("subclass ClockContract and provide a `clock` fixture")
 
     def test_now_is_aware_utc(self, clock: Clock) -> None:
         """``now`` is timezone-aware with a zero UTC offset."""

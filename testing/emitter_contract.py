@@ -21,8 +21,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reactive_entities.domain.events import ChangeEvent
+from reactive_entities.domain.json import Document
 from reactive_entities.ports.emitter import Emitter
 from reactive_entities.testing.builders import make_change
+from reactive_entities.testing.overrides import must_override
 
 __all__ = ["EmitterContract", "sample_events"]
 
@@ -31,9 +33,9 @@ def sample_events(n: int, kind: str = "contract", entity_id: str = "e-1") -> lis
     """``n`` distinct events of one entity: a create, then updates."""
     t0 = datetime(2024, 1, 1, tzinfo=UTC)
     events = []
-    prev = None
+    prev: Document | None = None
     for i in range(n):
-        nxt = {"status": f"s{i}", "n": i}
+        nxt: Document = {"status": f"s{i}", "n": i}
         events.append(make_change(kind, entity_id, prev, nxt, at=t0 + timedelta(seconds=i)).event)
         prev = nxt
     return events
@@ -45,8 +47,7 @@ class EmitterContract:
     @pytest.fixture
     def emitter(self) -> Iterator[Emitter]:
         """Override: yield the emitter under test."""
-        raise NotImplementedError("subclass EmitterContract and provide an `emitter` fixture")
-        yield  # pragma: no cover
+        yield from must_override("subclass EmitterContract and provide an `emitter` fixture")
 
     def delivered(self, emitter: Emitter) -> Sequence[ChangeEvent]:
         """Override: the events that reached the emitter's destination, in order."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from reactive_entities.ports.secret_registry import SecretRegistry
+from reactive_entities.testing.overrides import must_override
 
 __all__ = ["SecretRegistryContract"]
 
@@ -24,10 +25,7 @@ class SecretRegistryContract:
     @pytest.fixture
     def registry(self) -> Iterator[SecretRegistry]:
         """Override: yield the registry under test."""
-        raise NotImplementedError(
-            "subclass SecretRegistryContract and provide a `registry` fixture"
-        )
-        yield  # pragma: no cover
+        yield from must_override("subclass SecretRegistryContract and provide a `registry` fixture")
 
     def test_unknown_run_has_no_secrets(self, registry: SecretRegistry) -> None:
         """An unknown run's set is empty and masks nothing."""

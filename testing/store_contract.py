@@ -29,6 +29,7 @@ from reactive_entities.domain.json import Document, structurally_equal
 from reactive_entities.domain.secret_set import SecretSet
 from reactive_entities.ports.store import EntityStore
 from reactive_entities.testing.builders import make_change
+from reactive_entities.testing.overrides import must_override
 
 __all__ = ["EntityStoreContract"]
 
@@ -52,8 +53,7 @@ class EntityStoreContract:
     @pytest.fixture
     def store(self, clock: ManualClock) -> Iterator[EntityStore]:
         """Override: yield the store under test, built on ``clock``."""
-        raise NotImplementedError("subclass EntityStoreContract and provide a `store` fixture")
-        yield  # pragma: no cover
+        yield from must_override("subclass EntityStoreContract and provide a `store` fixture")
 
     # -- helpers -------------------------------------------------------------------------
 
