@@ -208,9 +208,10 @@ class EntityHandle(Generic[S]):
             raise InvalidArgumentError(
                 f'get_many of kind "{self._kind}" takes an iterable of ids, not a single str'
             )
-        ids = list(dict.fromkeys(entity_ids))
-        for entity_id in ids:
+        given = list(entity_ids)
+        for entity_id in given:
             _check_id(entity_id)
+        ids = list(dict.fromkeys(given))
         self._engine._check_open()
         found = self._read_mapping(ids)
         states: dict[str, S] = {}

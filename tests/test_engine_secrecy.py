@@ -1,0 +1,123 @@
+"""SPEC §4, §13.1, §13.2 — no run secret reaches an event, a history row, a log line or an
+exception message, for random states and secrets (hypothesis)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reactive_entities import ChangeEvent, StateValidationError, compose
+from reactive_entities.domain.secret_set import MIN_SECRET_LENGTH
+from reactive_entities.testing.examples import Incident, define_incidents
+
+ALPHABET = st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_characters="*")
+texts = st.text(ALPHABET, max_size=30)
+
+
+@st.composite
+def incidents_and_secrets(draw: st.DrawFn) -> tuple[list[Incident], list[str]]:
+    """A sequence of incident states and a set of secrets, some cut out of those states."""
+    states = draw(
+        st.lists(
+            st.builds(
+                Incident,
+                status=st.sampled_from(["open", "investigating", "resolved"]),
+                severity=st.sampled_from(["low", "high"]),
+                title=texts,
+                token=texts,
+                system_ids=st.lists(texts, max_size=3).map(tuple),
+            ),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    pieces = [s.title for s in states] + [i for s in states for i in s.system_ids]
+    cut = [
+        draw(st.sampled_from(pieces))[draw(st.integers(0, 3)) :]
+        for _ in range(draw(st.integers(0, 3)))
+    ]
+    extra = draw(st.lists(st.text(ALPHABET, min_size=MIN_SECRET_LENGTH, max_size=8), max_size=2))
+    secrets = [s for s in cut + extra if len(s) >= MIN_SECRET_LENGTH]
+    return states, secrets
+
+
+def _leaks(text: str, secrets: list[str]) -> list[str]:
+    return [s for s in secrets if s in text]
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(incidents_and_secrets())
+def test_no_secret_in_events_rows_or_logs(
+    caplog: pytest.LogCaptureFixture, case: tuple[list[Incident], list[str]]
+) -> None:
+    """Random writes of a run: events, history, log lines and handler failures are masked."""
+    states, secrets = case
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG), compose.in_memory(log_events=True) as engine:
+        handle, storage = define_incidents(engine)
+        engine.secrets.register("run-1", secrets)
+        events: list[ChangeEvent] = []
+        engine.subscribe(events.append)
+
+        def failing(event: ChangeEvent) -> None:
+            raise RuntimeError(f"handler saw {secrets} and {event.to_dict()}")
+
+        engine.subscribe(failing)
+        engine.register_deriver(
+            "incident", lambda e: (_ for _ in ()).throw(ValueError(str(secrets)))
+        )
+        for state in states:
+            handle.mutate("inc-1", storage.put("inc-1", state), run_id="run-1")
+        for event in events:
+            engine.derive(event)
+        handle.remove("inc-1", storage.delete("inc-1"), run_id="run-1")
+
+        dumped = json.dumps([e.to_dict() for e in events], ensure_ascii=False)
+        assert not _leaks(dumped, secrets)
+        for row in handle.history("inc-1"):
+            assert not _leaks(json.dumps([repr(row.from_value), row.to_value]), secrets)
+        for record in caplog.records:
+            assert not _leaks(record.getMessage(), secrets)
+            assert record.exc_info is None
+        assert all(e.next is None or e.next["token"] == "****" for e in events)
+        assert all(e.prev is None or e.prev["token"] == "****" for e in events)
+        token_rows = handle.history("inc-1", field="token")
+        assert all(r.to_value == "****" and r.masked for r in token_rows)
+
+
+@settings(max_examples=60)
+@given(secret=st.text(ALPHABET, min_size=MIN_SECRET_LENGTH, max_size=12), pin=texts)
+def test_no_secret_or_sensitive_value_in_validation_errors(secret: str, pin: str) -> None:
+    """SPEC §13.2: StateValidationError never quotes a run secret or a sensitive value."""
+    with compose.in_memory() as engine:
+        handle, _ = define_incidents(engine)
+        engine.secrets.register("run-1", [secret])
+        bad_states: list[Any] = [
+            {"status": secret, "severity": "low"},
+            {"status": "open", "severity": "low", secret: 1},
+            {"status": "open", "severity": "low", "token": 12345, "title": secret + "x"},
+            {"status": pin, "severity": "low", "token": pin},
+        ]
+        for bad in bad_states:
+            with pytest.raises(StateValidationError) as caught:
+                handle.mutate("inc-1", lambda bad=bad: bad, run_id="run-1")
+            error = caught.value
+            texts_seen = [
+                str(error),
+                repr(error),
+                *error.field_errors,
+                *error.field_errors.values(),
+            ]
+            chain: BaseException | None = error
+            while chain is not None:
+                texts_seen.append(str(chain))
+                chain = chain.__cause__ or chain.__context__
+            joined = "\n".join(texts_seen)
+            assert secret not in joined
+            assert error.__cause__ is None
+            assert error.__context__ is None
