@@ -608,7 +608,7 @@ def _run_secrets(registry: SecretRegistry, run_id: object) -> SecretSet:
     return registry.secrets_for(run_id)
 
 
-def _enter_lock(store: EntityStore, kind: str, entity_id: str) -> AbstractContextManager[None]:
+def _enter_lock(store: EntityStore, kind: str, entity_id: str) -> AbstractContextManager[object]:
     """The entity's lock, entered; a store failure becomes ``StoreError``."""
     try:
         lock = store.lock(kind, entity_id)

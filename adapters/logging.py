@@ -84,7 +84,7 @@ class LoggedStore(EntityStore):
         what = f"store.record {e.op} {e.kind}:{e.entity_id} rows={len(change.transitions)}"
         return _timed(self.logger, what, lambda: self.inner.record(change))
 
-    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[None]:
+    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[object]:
         """Lock through the inner store, logging acquisition and hold times."""
         return self._lock(kind, entity_id)
 

@@ -34,7 +34,7 @@ class EntityStore(Protocol):
         """
         ...
 
-    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[None]:
+    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[object]:
         """Serialize mutations of one entity across every process sharing the store."""
         ...
 

@@ -10,7 +10,7 @@ import attrs
 from reactive_entities.engine import Engine, EntityHandle
 from reactive_entities.testing.plugin import DictStorage
 
-__all__ = ["Incident", "Satellite", "define_incidents"]
+__all__ = ["Incident", "Satellite", "Severity", "Status", "define_incidents"]
 
 Status = Literal["open", "investigating", "resolved"]
 Severity = Literal["low", "high"]

@@ -149,7 +149,7 @@ def test_spec_12_invalid_state_and_none(world: World) -> None:
     """SPEC §12: invalid state / NaN / wrong type → StateValidationError; None → Missing."""
     for bad in ({"status": "nope", "severity": "low"}, {"status": float("nan")}, 3.5):
         with pytest.raises(StateValidationError):
-            world.handle.mutate("inc-1", lambda bad=bad: bad)
+            world.handle.mutate("inc-1", lambda bad=bad: bad)  # type: ignore[misc]
     with pytest.raises(MissingStateError):
         world.handle.mutate("inc-1", lambda: None)
     assert world.store.changes_recorded == 0

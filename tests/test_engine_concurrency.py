@@ -11,9 +11,9 @@ import pytest
 
 from reactive_entities import ABSENT, ChangeEvent, compose
 from reactive_entities.adapters.memory import InMemoryEntityStore
-from reactive_entities.testing.examples import Incident, define_incidents
+from reactive_entities.testing.examples import Incident, Status, define_incidents
 
-STATUSES = ("open", "investigating", "resolved")
+STATUSES: tuple[Status, ...] = ("open", "investigating", "resolved")
 
 
 def _run_once(threads: int = 8, writes_per_thread: int = 25) -> None:
@@ -32,7 +32,7 @@ def _run_once(threads: int = 8, writes_per_thread: int = 25) -> None:
                     status = STATUSES[(n + i) % 3]
                     title = f"t{n}-{i % 2}"
 
-                    def apply(status: str = status, title: str = title) -> Incident:
+                    def apply(status: Status = status, title: str = title) -> Incident:
                         # A real plugin does I/O here: yield the GIL between the engine's
                         # read and this write, which is exactly where an unlocked writer
                         # would interleave.

@@ -116,7 +116,7 @@ def test_spec_1_checks_run_in_order(engine: Engine) -> None:
     with pytest.raises(InvalidReadError):
         engine.define_entity("other", int, read=None)  # type: ignore[arg-type]
     with pytest.raises(DefinitionError, match=r"\(got int\)"):
-        engine.define_entity("other", int, read=_read, sensitive=["nope"])
+        engine.define_entity("other", int, read=_read, sensitive=["nope"])  # type: ignore[arg-type]
     assert engine.kinds() == ("incident",)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import pytest
@@ -26,6 +26,13 @@ from reactive_entities.testing.examples import Incident, define_incidents
 from reactive_entities.testing.plugin import DictStorage
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
+V = TypeVar("V")
+
+
+def _logged(log: list[Any], entry: Any, value: V) -> V:
+    """Append ``entry`` to ``log`` and return ``value`` (to observe calls in lambdas)."""
+    log.append(entry)
+    return value
 
 
 @attrs.define
@@ -107,7 +114,7 @@ def test_spec_5_read_happens_before_apply(world: World) -> None:
     handle = world.engine.define_entity(
         "ordered",
         Incident,
-        read=lambda ids: order.append("read") or world.storage.read(ids),  # type: ignore[func-returns-value]
+        read=lambda ids: _logged(order, "read", world.storage.read(ids)),
     )
     world.storage.rows["x"] = Incident("open", "low")
 
@@ -122,24 +129,24 @@ def test_spec_5_read_happens_before_apply(world: World) -> None:
 
 def test_spec_5_read_error_propagates_and_apply_is_not_called(world: World) -> None:
     """SPEC §5.3: if read raises, that error propagates and apply never runs."""
-    called = []
+    called: list[int] = []
 
     def read(ids: Any) -> dict[str, Incident]:
         raise ConnectionError("plugin storage down")
 
     handle = world.engine.define_entity("broken", Incident, read=read)
     with pytest.raises(ConnectionError, match="plugin storage down"):
-        handle.mutate("x", lambda: called.append(1) or Incident("open", "low"))  # type: ignore[func-returns-value]
+        handle.mutate("x", lambda: _logged(called, 1, Incident("open", "low")))
     assert called == []
     assert world.store.changes_recorded == 0
 
 
 def test_spec_5_read_of_wrong_type_raises_before_apply(world: World) -> None:
     """SPEC §5.3: read returning a value of the wrong type → StateValidationError, no apply."""
-    called = []
-    handle = world.engine.define_entity("wrong", Incident, read=lambda ids: {"x": 42})
+    called: list[int] = []
+    handle = world.engine.define_entity("wrong", Incident, read=lambda ids: {"x": 42})  # type: ignore[dict-item]
     with pytest.raises(StateValidationError, match="wrong:x"):
-        handle.mutate("x", lambda: called.append(1) or Incident("open", "low"))  # type: ignore[func-returns-value]
+        handle.mutate("x", lambda: _logged(called, 1, Incident("open", "low")))
     assert called == []
 
 
@@ -179,7 +186,7 @@ def test_spec_5_apply_returning_none_is_missing_state(world: World) -> None:
 def test_spec_5_invalid_state_raises_and_records_nothing(world: World, bad: object) -> None:
     """SPEC §5.5: anything that does not validate → StateValidationError, nothing recorded."""
     with pytest.raises(StateValidationError) as caught:
-        world.handle.mutate("inc-1", lambda: bad)
+        world.handle.mutate("inc-1", lambda: bad)  # type: ignore[arg-type,return-value]
     assert caught.value.kind == "incident"
     assert caught.value.entity_id == "inc-1"
     assert caught.value.field_errors
@@ -222,7 +229,7 @@ def test_spec_5_remove_records_a_remove_change_without_rows(world: World) -> Non
 
 def test_spec_5_remove_of_absent_entity_calls_apply_records_nothing(world: World) -> None:
     """SPEC §5: remove of an absent entity calls apply and records nothing."""
-    called = []
+    called: list[int] = []
     world.handle.remove("ghost", lambda: called.append(1))
     assert called == [1]
     assert world.store.changes_recorded == 0
@@ -389,7 +396,9 @@ def test_spec_4_secret_to_secret_is_a_recorded_change(world: World) -> None:
     world.handle.mutate(
         "inc-1", world.storage.put("inc-1", Incident("open", "low", "first-secret")), run_id="run-1"
     )
-    world.handle.mutate("inc-1", world.storage.patch("inc-1", title="second-secret"), run_id="run-1")
+    world.handle.mutate(
+        "inc-1", world.storage.patch("inc-1", title="second-secret"), run_id="run-1"
+    )
     assert len(world.events) == 2
     row = world.handle.history("inc-1", field="title")[-1]
     assert (row.from_value, row.to_value, row.masked) == ("****", "****", True)

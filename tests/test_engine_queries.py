@@ -52,7 +52,7 @@ def test_spec_8_in_state_since_absent_entity_does_not_consult_store(world: World
     """SPEC §8: an absent entity answers None without asking the store."""
 
     class Exploding(InMemoryEntityStore):
-        def latest_transition(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+        def latest_transition(self, *args: object, **kwargs: object) -> None:
             raise AssertionError("store consulted")
 
     with compose.in_memory(store=Exploding()) as engine:
@@ -184,7 +184,7 @@ def test_spec_8_history_returns_records(world: World) -> None:
 )
 def test_spec_8_unknown_field_raises(world: World, call: object) -> None:
     """SPEC §8: a field that is not a field of the kind raises UnknownFieldError."""
-    with pytest.raises(UnknownFieldError, match='"nope".*incident'):
+    with pytest.raises(UnknownFieldError, match=r'"nope".*incident'):
         call(world.handle)  # type: ignore[operator]
 
 

@@ -105,7 +105,7 @@ def test_no_secret_or_sensitive_value_in_validation_errors(secret: str, pin: str
         ]
         for bad in bad_states:
             with pytest.raises(StateValidationError) as caught:
-                handle.mutate("inc-1", lambda bad=bad: bad, run_id="run-1")
+                handle.mutate("inc-1", lambda bad=bad: bad, run_id="run-1")  # type: ignore[misc]
             error = caught.value
             texts_seen = [
                 str(error),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
 import pytest
@@ -19,7 +20,6 @@ from reactive_entities import (
 from reactive_entities.testing.examples import Incident, Satellite, define_incidents
 from reactive_entities.testing.plugin import DictStorage
 
-
 _STORAGES: dict[int, DictStorage[Incident]] = {}
 
 
@@ -34,7 +34,7 @@ def engine() -> Iterator[Engine]:
         del _STORAGES[id(engine)]
 
 
-def _write_incident(engine: Engine, entity_id: str, **changes: object) -> None:
+def _write_incident(engine: Engine, entity_id: str, **changes: Any) -> None:
     storage = _STORAGES[id(engine)]
     if entity_id not in storage.rows:
         storage.rows[entity_id] = Incident("open", "low")

@@ -104,13 +104,13 @@ class InMemoryEntityStore(EntityStore):
             self.rows_recorded += len(change.transitions)
         return stamp
 
-    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[None]:
+    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[object]:
         """The entity's lock (a ``threading.Lock``, itself a context manager)."""
         key = (kind, entity_id)
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks.setdefault(key, threading.Lock())
-        return lock  # type: ignore[return-value]
+        return lock
 
     def now(self) -> datetime:
         """The injected clock's time."""
