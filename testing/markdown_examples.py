@@ -3,7 +3,8 @@
 Every block fenced as ```python runs, in document order, in one shared namespace, the
 way a reader would paste them into one session; its own ``assert`` statements are the
 checks. A block fenced as ```python no-run (e.g. one that needs a PostgreSQL server) is
-only compiled. Tracebacks point at the Markdown file's own line numbers.
+only compiled. Other words after ``python`` are flags a test may look for
+(:attr:`CodeBlock.flags`). Tracebacks point at the Markdown file's own line numbers.
 
 >>> doc = "Intro\\n\\n```python\\nx = 2\\n```\\n\\n```python no-run\\ny = x + 1\\n```\\n"
 >>> [(block.line, block.runs) for block in python_blocks(doc)]
@@ -40,9 +41,14 @@ class CodeBlock:
         return words[0] if words else ""
 
     @property
+    def flags(self) -> frozenset[str]:
+        """The words after the language (``no-run``, or your own markers)."""
+        return frozenset(self.info.split()[1:])
+
+    @property
     def runs(self) -> bool:
         """False when the info string carries the ``no-run`` flag."""
-        return NO_RUN not in self.info.split()[1:]
+        return NO_RUN not in self.flags
 
 
 def python_blocks(markdown: str) -> tuple[CodeBlock, ...]:
@@ -55,8 +61,9 @@ def run_python_blocks(blocks: Iterable[CodeBlock], *, filename: str) -> dict[str
     return the namespace. An exception, a failed ``assert`` included, propagates."""
     namespace: dict[str, object] = {"__name__": "__markdown_examples__"}
     for block in blocks:
-        # Leading newlines make the compiled line numbers those of the Markdown file.
-        code = compile("\n" * block.line + block.source, filename, "exec")
+        # Leading newlines make the compiled line numbers those of the Markdown file;
+        # dont_inherit keeps this module's `from __future__` imports out of the examples.
+        code = compile("\n" * block.line + block.source, filename, "exec", dont_inherit=True)
         if block.runs:
             exec(code, namespace)
     return namespace
