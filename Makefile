@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # The editable install is "strict": it links each module, so adding a module needs a
-# reinstall. The stamp records the module list and pyproject; any change reinstalls.
+# reinstall (so does adding a migration: package data is linked too). The stamp records
+# the module list and pyproject; any change reinstalls.
 STAMP  := $(VENV)/.installed
-MODULES := $(shell find . -name '*.py' -not -path './.venv/*' -not -path './build/*' \
+MODULES := $(shell find . \( -name '*.py' -o -name '*.sql' \) -not -path './.venv/*' -not -path './build/*' \
              -not -path './tests/*' -not -path './property_tests/*' -not -path './bench/*' \
              -not -path './docs/*' | LC_ALL=C sort | tr '\n' ' ')
 
@@ -59,10 +60,10 @@ pytest: reinstall postgres-binaries
 test: check pytest
 
 bench: reinstall postgres-binaries
-	$(BIN)/python -P bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 bench-quick: reinstall postgres-binaries
-	$(BIN)/python -P bench/run.py --quick $(BENCH_ARGS)
+	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

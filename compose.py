@@ -8,6 +8,7 @@ built inside the call, and nothing connects or reads configuration at import tim
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import cattrs
 
@@ -17,13 +18,17 @@ from reactive_entities.adapters.memory.emitter import FanOutEmitter, InProcessEm
 from reactive_entities.adapters.memory.secret_registry import InMemorySecretRegistry
 from reactive_entities.adapters.memory.store import InMemoryEntityStore
 from reactive_entities.domain.documents import make_converter
+from reactive_entities.domain.errors import InvalidArgumentError
 from reactive_entities.engine import Engine
 from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.emitter import Emitter
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
 
-__all__ = ["in_memory"]
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+__all__ = ["in_memory", "postgres"]
 
 
 def in_memory(
@@ -50,6 +55,73 @@ def in_memory(
     return _engine(
         store=store,
         clock=clock,
+        log_events=log_events,
+        logger=logger,
+        emitter=emitter,
+        secrets=secrets,
+        converter=converter,
+    )
+
+
+def postgres(
+    dsn: str | None = None,
+    *,
+    pool: ConnectionPool | None = None,
+    schema: str = "reactive_entities",
+    migrate: bool = True,
+    locking: bool = True,
+    clock: Clock | None = None,
+    log_events: bool = False,
+    logger: logging.Logger | None = None,
+    emitter: Emitter | None = None,
+    secrets: SecretRegistry | None = None,
+    converter: cattrs.Converter | None = None,
+    pool_size: int = 10,
+    pool_timeout: float = 10.0,
+) -> Engine:
+    """An engine whose transition log lives in PostgreSQL, shared by every process
+    using the same database and ``schema``.
+
+    Connect with ``dsn`` (a libpq DSN or ``postgresql://`` URL; ``None`` means libpq's
+    defaults, i.e. the ``PGHOST``, ``PGDATABASE``, ``PGUSER``… environment variables),
+    through a pool of up to ``pool_size`` connections that the engine closes with
+    itself; or pass your own ``pool`` (a ``psycopg_pool.ConnectionPool``, left open).
+    ``pool_timeout`` is how long an operation waits for a free connection.
+
+    The schema is migrated at once unless ``migrate=False``, in which case it must
+    already be at this code's version (else ``SchemaVersionError``, saying how to fix
+    it). Stamps and windows use the database clock, unless ``clock`` is given (tests).
+    ``locking=False`` skips the per-entity lock: faster, but concurrent writers of one
+    entity may then interleave. Other options are as for :func:`in_memory`.
+    """
+    # Imported here: psycopg takes longer to import than the rest of the library, and
+    # in-memory users should not pay for it.
+    from reactive_entities.adapters.postgres.store import PostgresEntityStore
+
+    if pool is not None and dsn is not None:
+        raise InvalidArgumentError("pass either dsn or pool to compose.postgres, not both")
+    if pool is None:
+        store = PostgresEntityStore.connect(
+            dsn if dsn is not None else "",
+            schema=schema,
+            clock=clock,
+            locking=locking,
+            pool_size=pool_size,
+            pool_timeout=pool_timeout,
+        )
+    else:
+        store = PostgresEntityStore(pool, schema=schema, clock=clock, locking=locking)
+    try:
+        if migrate:
+            store.migrate()
+        else:
+            store.check_schema()
+    except BaseException:
+        store.close()
+        raise
+    return _engine(
+        store=store,
+        clock=clock if clock is not None else SystemClock(),
         log_events=log_events,
         logger=logger,
         emitter=emitter,

@@ -2,13 +2,34 @@
 
 It registers the hypothesis profiles and the fixtures shared by ``tests/`` and
 ``property_tests/``.
+
+PostgreSQL fixtures:
+
+* ``pg_dsn`` (session) — a database to test against: ``RE_TEST_PG_DSN`` if set, else a
+  throwaway :class:`PostgresServer` started on first use (only when a test asks) and
+  stopped at the end of the session, whatever happened;
+* ``pg_server`` (session) — that server, or None when ``RE_TEST_PG_DSN`` is used;
+* ``pg_schema`` (module) — a fresh schema name for the test module, dropped afterwards.
+
+Tests using them are marked ``postgres`` automatically (``-m "not postgres"`` skips them).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
+from collections.abc import Iterator
 
+import psycopg
+import pytest
 from hypothesis import HealthCheck, settings
+from psycopg import sql
+
+from reactive_entities.testing.postgres_server import PostgresServer
+
+#: Names a database to run the PostgreSQL tests against instead of a throwaway server.
+DSN_VARIABLE = "RE_TEST_PG_DSN"
 
 settings.register_profile(
     "default",
@@ -24,3 +45,45 @@ settings.register_profile(
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer | None]:
+    """The session's throwaway PostgreSQL server (None when ``RE_TEST_PG_DSN`` is set)."""
+    if os.environ.get(DSN_VARIABLE):
+        yield None
+        return
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(pg_server: PostgresServer | None) -> str:
+    """A libpq DSN of the database the PostgreSQL tests use."""
+    if pg_server is None:
+        return os.environ[DSN_VARIABLE]
+    return pg_server.dsn
+
+
+@pytest.fixture(scope="module")
+def pg_schema(pg_dsn: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh schema name for this test module (nothing is created); dropped afterwards."""
+    module = re.sub(r"[^a-z0-9]+", "_", request.module.__name__.rsplit(".", 1)[-1].lower())
+    name = f"re_{module[:40]}_{secrets.token_hex(4)}"
+    yield name
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+
+
+_PG_FIXTURES = frozenset({"pg_server", "pg_dsn", "pg_schema"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a PostgreSQL fixture ``postgres``."""
+    for item in items:
+        if _PG_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.postgres)
