@@ -304,7 +304,7 @@ class EntityHandle(Generic[S]):
 
     def _read_mapping(self, ids: Sequence[str]) -> Mapping[str, Any]:
         found = self._read(ids)
-        if not isinstance(found, Mapping):
+        if type(found) is not dict and not isinstance(found, Mapping):
             raise StateValidationError(
                 self._kind,
                 ids[0] if len(ids) == 1 else None,
@@ -323,6 +323,9 @@ class EntityHandle(Generic[S]):
     def _validated(
         self, value: object, entity_id: str, secrets: SecretSet, source: str
     ) -> tuple[Any, Document]:
+        doc = self._schema.instance_document(value)
+        if doc is not None:
+            return value, doc
         result: Result[tuple[Any, Document], Problems] = self._schema.validate(value, secrets)
         if isinstance(result, Failure):
             raise StateValidationError(

@@ -17,6 +17,7 @@ document, or into redacted per-field problems.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -49,6 +50,20 @@ class Schema:
     sensitive: frozenset[str]
     unstructure: Callable[[Any], Document] = attrs.field(repr=False)
     structure: Callable[[Any, type[Any]], Any] = attrs.field(repr=False)
+
+    def instance_document(self, value: object) -> Document | None:
+        """The document of ``value`` when it is a valid instance of the state class,
+        else None (then :meth:`validate` says why).
+
+        This is the common case of every write, answered without building a ``Result``.
+        """
+        if type(value) is not self.state_class:
+            return None
+        try:
+            doc = self.unstructure(value)
+        except Exception:  # validate() reports it
+            return None
+        return None if document_problems(doc) else doc
 
     def validate(
         self, value: object, secrets: SecretSet = EMPTY_SECRETS
@@ -124,15 +139,34 @@ def redact_problems(
     if not problems:
         return problems
     quoted = _sensitive_texts(schema, raw)
+    secrets = _with_encodings(secrets)
     out = []
     for path, reason in problems:
         top = path.split(".", 1)[0].split("[", 1)[0]
-        if top in schema.sensitive or any(text in reason for text in quoted):
+        if any(text in path for text in quoted):
+            # A dict key quoting the sensitive value: keep only the field's name.
+            path, reason = top, WITHHELD
+        elif top in schema.sensitive or any(text in reason for text in quoted):
             reason = WITHHELD
         else:
             reason = mask_text(reason, secrets)
         out.append((mask_text(path, secrets), reason))
     return tuple(out)
+
+
+def _with_encodings(secrets: SecretSet) -> SecretSet:
+    """``secrets`` plus each secret as ``repr`` and JSON escape it between quotes.
+
+    Validators and cattrs quote values with ``repr``, which doubles a backslash and
+    writes a newline as two characters: the secret would appear encoded, not masked.
+    """
+    encoded = {
+        form
+        for secret in secrets.maskable
+        for form in (repr(secret)[1:-1], json.dumps(secret)[1:-1])
+        if form != secret
+    }
+    return secrets.union(encoded) if encoded else secrets
 
 
 def _sensitive_texts(schema: Schema, raw: object) -> tuple[str, ...]:
@@ -159,6 +193,9 @@ def _collect_texts(value: object, into: set[str]) -> None:
         return  # nothing secret about null or a flag, and "None" is in many messages
     into.add(repr(value))
     into.add(str(value))
+    if isinstance(value, str):
+        # Escaped as ``repr`` writes it inside a longer quoted text that contains it.
+        into.add(repr(value)[1:-1])
     if isinstance(value, Mapping):
         for key, item in value.items():
             _collect_texts(key, into)

@@ -2,9 +2,12 @@
 
 Rows are kept compactly as tuples, one list per (entity, field) plus one per entity, and
 turned into ``TransitionRecord`` values only when a query returns them. Stamps never
-decrease: if the clock steps back, the store keeps the last stamp, so the binary searches
-of ``domain.temporal`` stay valid. A stamp is the change's proposed ``occurred_at`` when
-that is no later than the store's now, else now.
+decrease within an entity's log: if the clock steps back, the store keeps the entity's
+last stamp, so the binary searches of ``domain.temporal`` stay valid.
+
+The stamp is the change's proposed ``occurred_at``: the engine read it from this same
+clock (``compose.in_memory`` wires one clock into both) inside the entity lock, just
+before recording. Adopting it spares a second clock read and rebuilding the event.
 
 Per-entity locks are real ``threading.Lock`` objects: concurrent threads mutating one
 entity are serialized; different entities proceed in parallel.
@@ -61,47 +64,49 @@ class InMemoryEntityStore(EntityStore):
         self._clock = clock if clock is not None else SystemClock()
         self._logs: dict[tuple[str, str], _EntityLog] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._append = threading.Lock()
-        self._last_stamp: datetime | None = None
-        self.changes_recorded = 0
-        self.rows_recorded = 0
+
+    @property
+    def changes_recorded(self) -> int:
+        """How many changes were recorded, over all entities."""
+        return sum(len(log.changes) for log in list(self._logs.values()))
+
+    @property
+    def rows_recorded(self) -> int:
+        """How many transition rows were recorded, over all entities."""
+        return sum(len(log.rows) for log in list(self._logs.values()))
 
     # -- writing -------------------------------------------------------------------------
 
     def record(self, change: Change) -> datetime:
-        """Append the change and its rows under one stamp."""
+        """Append the change and its rows under one stamp: the change's proposed
+        ``occurred_at``, raised to the entity's previous stamp if the clock stepped back.
+
+        Call it under ``lock(kind, id)`` when several threads write one entity (the
+        engine always does): the entity lock, not a store-wide one, orders its log.
+        """
         event = change.event
         key = (event.kind, event.entity_id)
-        proposed = event.occurred_at
-        with self._append:
-            now = self._clock.now()
-            last = self._last_stamp
-            # The engine proposes the instant it read from this clock inside the entity
-            # lock; adopting it (when it is not from the future and keeps stamps ordered)
-            # spares rebuilding the event. Otherwise stamp now.
-            stamp = proposed if proposed <= now else now
-            if last is not None and stamp < last:
-                stamp = last
-            self._last_stamp = stamp
-            log = self._logs.get(key)
-            if log is None:
-                log = self._logs[key] = _EntityLog()
-            change_id = event.change_id
-            log.changes.append(
-                (stamp, event.op, change_id, event.changed_fields, event.actor, event.run_id)
-            )
-            rows = log.rows
-            by_field = log.by_field
-            for t in change.transitions:
-                row = (stamp, t.field, t.from_value, t.to_value, t.masked, change_id)
-                rows.append(row)
-                field_rows = by_field.get(t.field)
-                if field_rows is None:
-                    by_field[t.field] = [row]
-                else:
-                    field_rows.append(row)
-            self.changes_recorded += 1
-            self.rows_recorded += len(change.transitions)
+        log = self._logs.get(key)
+        if log is None:
+            log = self._logs.setdefault(key, _EntityLog())
+        change_id = event.change_id
+        stamp = event.occurred_at
+        changes = log.changes
+        if changes and stamp < changes[-1][0]:
+            stamp = changes[-1][0]
+        changes.append(
+            (stamp, event.op, change_id, event.changed_fields, event.actor, event.run_id)
+        )
+        rows = log.rows
+        by_field = log.by_field
+        for t in change.transitions:
+            row = (stamp, t.field, t.from_value, t.to_value, t.masked, change_id)
+            rows.append(row)
+            field_rows = by_field.get(t.field)
+            if field_rows is None:
+                by_field[t.field] = [row]
+            else:
+                field_rows.append(row)
         return stamp
 
     def lock(self, kind: str, entity_id: str) -> AbstractContextManager[object]:
