@@ -17,8 +17,11 @@ register their own hooks on it before defining kinds.
 
 from __future__ import annotations
 
+import enum
 import math
-from collections.abc import Iterator
+import operator
+import typing
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+from cattrs.fns import identity
 
 from reactive_entities.domain.events import iso_utc
 from reactive_entities.domain.json import Document, canonical_json
@@ -61,25 +65,44 @@ def _structure_date(value: object, _: type) -> date:
     raise TypeError(f"expected an ISO-8601 date string, got {type(value).__name__}")
 
 
-def _structure_str(value: object, _: type) -> str:
+# The hooks for str, int and float also serve their subclasses — ``StrEnum``,
+# ``IntEnum``, ``class Shade(str, Enum)`` — which cattrs dispatches to them: those are
+# built from the checked value (``Shade("dark")``), never returned as a bare str or int.
+
+
+def _structure_str(value: object, cls: type[str]) -> str:
     if not isinstance(value, str):
         raise TypeError(f"expected str, got {type(value).__name__}")
-    return value
+    return value if cls is str else cls(value)
 
 
-def _structure_int(value: object, _: type) -> int:
+def _structure_int(value: object, cls: type[int]) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"expected int, got {type(value).__name__}")
-    return value
+    return value if cls is int else cls(value)
 
 
-def _structure_float(value: object, _: type) -> float:
+def _structure_float(value: object, cls: type[float]) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise TypeError(f"expected a number, got {type(value).__name__}")
     number = float(value)
     if not math.isfinite(number):
         raise ValueError("expected a finite number")
-    return number
+    return number if cls is float else cls(number)
+
+
+def _attrs_origin(kind: Any) -> Any:
+    """The class behind a (possibly generic: ``State[int]``) attrs type."""
+    origin = typing.get_origin(kind)
+    return kind if origin is None else origin
+
+
+def _enum_classes(kind: object) -> Iterator[type[enum.Enum]]:
+    """The enum classes a field type mentions (``Shade``, ``frozenset[Shade] | None``)."""
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        yield kind
+    for arg in typing.get_args(kind):
+        yield from _enum_classes(arg)
 
 
 def _structure_bool(value: object, _: type) -> bool:
@@ -111,7 +134,12 @@ def _structure_decimal(value: object, _: type) -> Decimal:
 
 def make_converter() -> cattrs.Converter:
     """A fresh converter configured with the document rules above."""
-    converter = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    converter = cattrs.Converter(
+        forbid_extra_keys=True,
+        detailed_validation=True,
+        # Every tuple becomes a list, heterogeneous ones (``tuple[str, int]``) included.
+        unstruct_collection_overrides={tuple: list},
+    )
 
     def unstructure_set(values: set[Any] | frozenset[Any]) -> list[Any]:
         items = [converter.unstructure(v) for v in values]
@@ -119,6 +147,27 @@ def make_converter() -> cattrs.Converter:
         items.sort(key=canonical_json)
         return items
 
+    enum_value = operator.attrgetter("value")
+
+    def unstructure_attrs(cls: type[Any]) -> Callable[[Any], Any]:
+        # cattrs dispatches a ``str``-based enum (``StrEnum``, ``(str, Enum)``) to its
+        # identity hook for ``str``, so the member itself would land in the document.
+        # Registering each enum class a state mentions makes it unstructure to its value,
+        # and leaves the hot path of plain ``str`` fields untouched.
+        origin = _attrs_origin(cls)
+        if any(isinstance(a.type, str) for a in attrs.fields(origin)):
+            attrs.resolve_types(origin)
+        for attribute in attrs.fields(origin):
+            for enum_class in _enum_classes(attribute.type):
+                # Only where the member would pass through as is: a hook the user
+                # registered for the enum stays in charge.
+                if converter.get_unstructure_hook(enum_class) is identity:
+                    converter.register_unstructure_hook(enum_class, enum_value)
+        return converter.gen_unstructure_attrs_fromdict(cls)
+
+    converter.register_unstructure_hook_factory(
+        lambda t: attrs.has(_attrs_origin(t)), unstructure_attrs
+    )
     converter.register_unstructure_hook(datetime, _unstructure_datetime)
     converter.register_unstructure_hook(date, date.isoformat)
     converter.register_unstructure_hook_func(_is_uuid_class, str)
@@ -147,7 +196,17 @@ def document_problems(doc: Document) -> list[tuple[str, str]]:
     write, so a fast boolean pass comes first and the detailed walk runs only on failure.
     """
     for value in doc.values():
-        if not _valid(value):
+        # Scalars are checked inline: a function call per field would dominate the cost.
+        kind = type(value)
+        if kind is str:
+            if "\x00" in value:  # type: ignore[operator]
+                break
+        elif kind is int or kind is bool or value is None:
+            continue
+        elif kind is float:
+            if value - value != 0:  # type: ignore[operator]  # inf - inf and nan - nan are nan
+                break
+        elif not _valid(value):
             break
     else:
         return []

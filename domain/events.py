@@ -50,12 +50,15 @@ class Absent(enum.Enum):
 
 #: ``from_value`` of a create's rows: the entity did not exist (falsy, repr ``ABSENT``).
 ABSENT = Absent.ABSENT
-Absent.__module__ = "reactive_entities"
+# ``Absent`` keeps its real module: pickle finds a class through ``__module__``, and the
+# package root exports ``ABSENT``, not ``Absent``.
 
 
 def iso_utc(moment: datetime) -> str:
     """ISO-8601 in UTC with six fraction digits and a ``Z``: ``2024-01-02T03:04:05.000006Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # Not strftime: its ``%Y`` drops the leading zeros of years before 1000 on glibc,
+    # and ``datetime.fromisoformat`` then rejects the text.
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 @attrs.frozen(slots=False)  # transient, built on every write: dict-based init is ~2x faster

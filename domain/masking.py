@@ -39,9 +39,13 @@ def mask_text(text: str, secrets: SecretSet) -> str:
         return text
     while True:
         masked = _mask_once(text, secrets.maskable)
+        if masked == text:
+            # Only the secret "****" occurred, and the token replaced it by itself. Return
+            # the very object: callers tell by identity whether masking changed a value.
+            return text
         # Without "*" in any secret, a token cannot help spell a secret: one pass is
         # enough (see the module docstring).
-        if not secrets.has_star or masked == text or finder.search(masked) is None:
+        if not secrets.has_star or finder.search(masked) is None:
             return masked
         text = masked
 
@@ -144,19 +148,27 @@ def _mask_dict(value: dict[str, JSONValue], secrets: SecretSet) -> dict[str, JSO
                 out[key] = masked
         return value if out is None else out
     rebuilt: dict[str, JSONValue] = {}
+    changed = False
     for key, item in value.items():
         masked_key = mask_text(key, secrets)
         if masked_key in rebuilt:  # two keys masked alike: keep both
-            masked_key = _free_key(masked_key, rebuilt)
-        rebuilt[masked_key] = mask_deep(item, secrets)
-    return rebuilt
+            masked_key = _free_key(masked_key, rebuilt, secrets)
+        masked_item = mask_deep(item, secrets)
+        changed = changed or masked_key is not key or masked_item is not item
+        rebuilt[masked_key] = masked_item
+    # A key holding only the secret "****" masks to itself: then nothing changed.
+    return rebuilt if changed else value
 
 
-def _free_key(key: str, taken: Mapping[str, object]) -> str:
+def _free_key(key: str, taken: Mapping[str, object], secrets: SecretSet) -> str:
+    # The suffix can complete a secret ("****ab" + "#2" spells "ab#2"), so each candidate
+    # is masked too. Larger numbers eventually leave digits no secret covers: this ends.
     n = 2
-    while f"{key}#{n}" in taken:
+    while True:
+        candidate = mask_text(f"{key}#{n}", secrets)
+        if candidate not in taken:
+            return candidate
         n += 1
-    return f"{key}#{n}"
 
 
 def mask_document(

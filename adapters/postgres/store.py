@@ -47,8 +47,10 @@ from psycopg_pool import ConnectionPool
 
 from reactive_entities.adapters.postgres import migrations
 from reactive_entities.adapters.postgres.codec import (
+    bool_array,
     change_record,
     encode_json,
+    text_array,
     transition_record,
     utc,
 )
@@ -304,13 +306,13 @@ class PostgresEntityStore(EntityStore):
             "prev": None if prev is None else encode_json(prev),
             "next": None if nxt is None else encode_json(nxt),
             "delta": encode_json(event.delta),
-            "changed_fields": list(event.changed_fields),
-            "fields": [t.field for t in rows],
-            "from_values": [
-                None if t.from_value is ABSENT else encode_json(t.from_value) for t in rows
-            ],
-            "to_values": [encode_json(t.to_value) for t in rows],
-            "masked": [t.masked for t in rows],
+            "changed_fields": text_array(event.changed_fields),
+            "fields": text_array([t.field for t in rows]),
+            "from_values": text_array(
+                [None if t.from_value is ABSENT else encode_json(t.from_value) for t in rows]
+            ),
+            "to_values": text_array([encode_json(t.to_value) for t in rows]),
+            "masked": bool_array([t.masked for t in rows]),
         }
 
     def now(self) -> datetime:
