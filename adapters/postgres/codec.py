@@ -75,9 +75,7 @@ def text_array(values: Iterable[str | None]) -> str:
     {"a",NULL,"say \"hi\"","back\\slash","{,}",""}
     """
     parts = [
-        "NULL"
-        if value is None
-        else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
         for value in values
     ]
     return "{" + ",".join(parts) + "}"
