@@ -83,8 +83,9 @@ def mask_deep(value: JSONValue, secrets: SecretSet) -> JSONValue:
     """``value`` with secrets masked in every string, dict keys included.
 
     Numbers, booleans and null are unchanged. When two keys mask to the same text the
-    later one is suffixed ``#2``, ``#3``, … so no entry is lost. With nothing maskable
-    the input object itself is returned.
+    later one is suffixed ``#2``, ``#3``, … so no entry is lost (and masked again, in case
+    the suffix completes a secret). With nothing maskable the input object itself is
+    returned.
     """
     if not secrets:
         return value
