@@ -96,12 +96,12 @@ def mutate_run(
     else:
         for eid, changes in plan[:n]:
 
-            def apply(eid: str = eid, changes: dict[str, Any] = changes) -> It:
-                nxt = evolve(current[eid]) if noop else evolve(current[eid], **changes)
+            def evolve_apply(eid: str = eid, changes: dict[str, Any] = changes) -> It:
+                nxt: It = evolve(current[eid]) if noop else evolve(current[eid], **changes)
                 current[eid] = nxt
                 return nxt
 
-            mutate(eid, apply, run_id=run_id)
+            mutate(eid, evolve_apply, run_id=run_id)
     seconds = time.perf_counter() - started
     rows = handle.history  # keep the engine alive until counted
     leaked = 0
@@ -158,10 +158,10 @@ def mask_run(n: int) -> Result:
     leaked = 0
     started = time.perf_counter()
     for i in range(n):
-        masked = mask_deep(docs[i % 1000], secrets)  # type: ignore[arg-type]
+        masked = mask_deep(docs[i % 1000], secrets)
     seconds = time.perf_counter() - started
     for doc in docs[: min(n, 1000)]:
-        text = repr(mask_deep(doc, secrets))  # type: ignore[arg-type]
+        text = repr(mask_deep(doc, secrets))
         leaked += any(s in text for s in SECRETS)
     del masked
     return Result(n, seconds, {"docs_with_secret": leaked})
