@@ -23,7 +23,7 @@ from typing import Any
 import memory_bench
 from memory_bench import Result
 from stats import fmt_ops, median_range
-from workload import mutations
+from workload import RUN_ID, mutations
 
 REFERENCE = {
     "a": (45_000, 57_000),
@@ -63,7 +63,7 @@ def memory_section(quick: bool, rounds: int) -> dict[str, Any]:
             n_mut, run_id=None, noop=False, mapping=False, plan=plan
         ),
         "b": lambda: memory_bench.mutate_run(
-            n_mut, run_id=memory_bench.RUN_ID, noop=False, mapping=False, plan=plan
+            n_mut, run_id=RUN_ID, noop=False, mapping=False, plan=plan
         ),
         "c": lambda: memory_bench.mutate_run(
             n_mut, run_id=None, noop=True, mapping=False, plan=plan
