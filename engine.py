@@ -26,6 +26,7 @@ from typing import Any, Generic, NoReturn, TypeVar
 import cattrs
 from returns.result import Failure, Result
 
+from reactive_entities.derivers import Deriver, Derivers, PayloadMapper
 from reactive_entities.domain import temporal
 from reactive_entities.domain.actor import SYSTEM_ACTOR, Actor
 from reactive_entities.domain.declarations import NonReactiveDeclaration, declaration_problem
@@ -55,7 +56,6 @@ from reactive_entities.domain.validation import (
     window_problem,
 )
 from reactive_entities.ids import new_change_id
-from reactive_entities.masked_logging import log_failure
 from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.emitter import Emitter, Subscription, SubscriptionHub
 from reactive_entities.ports.secret_registry import SecretRegistry
@@ -66,8 +66,6 @@ __all__ = ["Engine", "EntityHandle", "write_through", "remove_through"]
 S = TypeVar("S")
 T = TypeVar("T")
 Read = Callable[[Sequence[str]], Mapping[str, Any]]
-Deriver = Callable[[ChangeEvent], Iterable[str]]
-PayloadMapper = Callable[[ChangeEvent], Mapping[str, Any]]
 
 _LOGGER = logging.getLogger("reactive_entities")
 
@@ -374,8 +372,7 @@ class Engine:
         self._on_close = tuple(on_close)
         self._handles: dict[str, EntityHandle[Any]] = {}
         self._define_lock = threading.Lock()
-        self._derivers: dict[str, tuple[Deriver, ...]] = {}
-        self._payload_mappers: dict[str, PayloadMapper] = {}
+        self._derivers = Derivers(secrets, self.logger)
         self._declarations: tuple[NonReactiveDeclaration, ...] = ()
         self._closed = False
 
@@ -453,43 +450,16 @@ class Engine:
     ) -> None:
         """Register a function deriving related entity ids from ``kind``'s events, and
         optionally the kind's payload mapper (SPEC §10)."""
-        problem = kind_problem(kind)
-        if problem is not None:
-            raise DefinitionError(f"kind {kind!r:.80} {problem}")
-        for name, value in (("derive", derive), ("to_payload", to_payload)):
-            problem = None if value is None else callable_problem(value)
-            if problem is not None:
-                raise InvalidArgumentError(f'{name} for kind "{kind}" {problem}')
-        with self._define_lock:
-            mapper = self._payload_mappers.get(kind)
-            if to_payload is not None and mapper is not None and mapper != to_payload:
-                raise DefinitionError(
-                    f'kind "{kind}" already has a different payload mapper ({mapper!r})'
-                )
-            derivers = self._derivers.get(kind, ())
-            if derive not in derivers:
-                self._derivers[kind] = (*derivers, derive)
-            if to_payload is not None:
-                self._payload_mappers[kind] = to_payload
+        self._derivers.register(kind, derive, to_payload)
 
     def derive(self, event: ChangeEvent) -> tuple[str, ...]:
         """Ids derived from ``event`` by its kind's derivers: de-duplicated, non-empty
         strings, in first-seen order. A deriver that raises is logged and skipped."""
-        seen: dict[str, None] = {}
-        for derive in self._derivers.get(event.kind, ()):
-            try:
-                ids = [i for i in derive(event) if _is_id(i)]
-            except Exception as error:  # one deriver must not stop the rest
-                log_failure(self.logger, f"deriver {derive!r}", event, error, self.secrets)
-                continue
-            for entity_id in ids:
-                seen.setdefault(entity_id)
-        return tuple(seen)
+        return self._derivers.derive(event)
 
     def payload(self, event: ChangeEvent) -> dict[str, Any] | None:
         """The kind's payload mapper applied to ``event``, or None without one."""
-        mapper = self._payload_mappers.get(event.kind)
-        return None if mapper is None else dict(mapper(event))
+        return self._derivers.payload(event)
 
     # -- declarations --------------------------------------------------------------------
 
@@ -577,10 +547,6 @@ def remove_through(
         apply()
     else:
         handle.remove(entity_id, apply, actor=actor, run_id=run_id)
-
-
-def _is_id(value: object) -> bool:
-    return isinstance(value, str) and value != ""
 
 
 def _raise_closed() -> NoReturn:
