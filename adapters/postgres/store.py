@@ -168,6 +168,8 @@ class PostgresEntityStore(EntityStore):
         self._threads = threading.local()
         self._flipped: set[int] = set()  # connections we switched to autocommit
         self._closed = False
+        # The last actor's JSON: most changes are made by one actor (often SYSTEM_ACTOR).
+        self._actor_json: tuple[object, str] = (None, "")
 
     @classmethod
     def connect(
@@ -294,6 +296,11 @@ class PostgresEntityStore(EntityStore):
         rows = change.transitions
         prev = event.prev
         nxt = event.next
+        actor = event.actor
+        last_actor, actor_json = self._actor_json
+        if last_actor is not actor:
+            actor_json = encode_json(actor.to_dict())
+            self._actor_json = (actor, actor_json)
         return {
             "at": at,
             "key": self._keys.entity_key(event.kind, event.entity_id),
@@ -301,7 +308,7 @@ class PostgresEntityStore(EntityStore):
             "kind": event.kind,
             "entity_id": event.entity_id,
             "op": event.op,
-            "actor": encode_json(event.actor.to_dict()),
+            "actor": actor_json,
             "run_id": event.run_id,
             "prev": None if prev is None else encode_json(prev),
             "next": None if nxt is None else encode_json(nxt),
