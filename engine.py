@@ -50,6 +50,7 @@ from reactive_entities.domain.secret_set import EMPTY_SECRETS, SecretSet
 from reactive_entities.domain.validation import (
     aware_datetime_problem,
     callable_problem,
+    has_lone_surrogate,
     id_problem,
     kind_problem,
     limit_problem,
@@ -554,7 +555,13 @@ def _raise_closed() -> NoReturn:
 
 
 def _check_id(entity_id: object) -> None:
-    if type(entity_id) is str and entity_id and not entity_id.isspace() and "\x00" not in entity_id:
+    if (
+        type(entity_id) is str
+        and entity_id
+        and entity_id.isascii()  # non-ASCII ids may hold a lone surrogate: id_problem checks
+        and not entity_id.isspace()
+        and "\x00" not in entity_id
+    ):
         return  # the fast path of every call
     problem = id_problem(entity_id)
     if problem is not None:
@@ -574,6 +581,8 @@ def _run_secrets(registry: SecretRegistry, run_id: object) -> SecretSet:
         return EMPTY_SECRETS
     if not isinstance(run_id, str) or not run_id.strip():
         raise InvalidArgumentError(f"run_id must be a non-empty str or None (got {run_id!r:.60})")
+    if has_lone_surrogate(run_id):
+        raise InvalidArgumentError(f"run_id must not contain a lone surrogate (got {run_id!r:.60})")
     return registry.secrets_for(run_id)
 
 

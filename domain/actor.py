@@ -13,6 +13,7 @@ from typing import Literal, TypeAlias
 import attrs
 
 from reactive_entities.domain.errors import InvalidArgumentError
+from reactive_entities.domain.validation import has_lone_surrogate
 
 __all__ = ["ActorType", "ACTOR_TYPES", "Actor", "SYSTEM_ACTOR"]
 
@@ -35,11 +36,15 @@ def _check_type(_: object, __: object, value: str) -> None:
 def _check_id(_: object, __: object, value: str) -> None:
     if not _is_text(value) or not value.strip():
         raise InvalidArgumentError("actor id must be a non-empty str")
+    if has_lone_surrogate(value):
+        raise InvalidArgumentError("actor id must not contain a lone surrogate (not Unicode)")
 
 
 def _check_name(_: object, __: object, value: str | None) -> None:
     if value is not None and not _is_text(value):
         raise InvalidArgumentError("actor name must be a str or None")
+    if value is not None and has_lone_surrogate(value):
+        raise InvalidArgumentError("actor name must not contain a lone surrogate (not Unicode)")
 
 
 @attrs.frozen

@@ -33,8 +33,14 @@ from cattrs.fns import identity
 
 from reactive_entities.domain.events import iso_utc
 from reactive_entities.domain.json import Document, canonical_json
+from reactive_entities.domain.validation import LONE_SURROGATE
 
 __all__ = ["make_converter", "document_problems", "structure_problems"]
+
+# A lone surrogate (U+D800–U+DFFF) is not Unicode: it has no UTF-8 form, so neither
+# JSON nor PostgreSQL can hold it. Only non-ASCII text can contain one: ``isascii`` is
+# O(1) and spares the search for the common case.
+_surrogate = LONE_SURROGATE.search
 
 
 def _unstructure_datetime(value: datetime) -> str:
@@ -191,15 +197,17 @@ def make_converter() -> cattrs.Converter:
 def document_problems(doc: Document) -> list[tuple[str, str]]:
     """``(path, reason)`` for every value a document must not hold; empty when valid.
 
-    Valid values are null, bool, int, finite float, str without NUL (PostgreSQL cannot
-    store it), lists of valid values and dicts with ``str`` keys. The check runs on every
-    write, so a fast boolean pass comes first and the detailed walk runs only on failure.
+    Valid values are null, bool, int, finite float, str without NUL or lone surrogates
+    (PostgreSQL cannot store them), lists of valid values and dicts with ``str`` keys. The
+    check runs on every write, so a fast boolean pass comes first and the detailed walk
+    runs only on failure.
     """
     for value in doc.values():
         # Scalars are checked inline: a function call per field would dominate the cost.
         kind = type(value)
         if kind is str:
-            if "\x00" in value:  # type: ignore[operator]
+            text: str = value  # type: ignore[assignment]
+            if "\x00" in text or (not text.isascii() and _surrogate(text)):
                 break
         elif kind is int or kind is bool or value is None:
             continue
@@ -219,7 +227,8 @@ def document_problems(doc: Document) -> list[tuple[str, str]]:
 def _valid(value: object) -> bool:
     kind = type(value)
     if kind is str:
-        return "\x00" not in value  # type: ignore[operator]
+        text: str = value  # type: ignore[assignment]
+        return not ("\x00" in text or (not text.isascii() and _surrogate(text)))
     if kind is int or kind is bool or value is None:
         return True
     if kind is float:
@@ -228,18 +237,18 @@ def _valid(value: object) -> bool:
         for item in value:  # type: ignore[attr-defined]
             t = type(item)
             if t is str:
-                if "\x00" in item:
+                if "\x00" in item or (not item.isascii() and _surrogate(item)):
                     return False
             elif not (t is int or t is bool or item is None) and not _valid(item):
                 return False
         return True
     if kind is dict:
         for key, item in value.items():  # type: ignore[attr-defined]
-            if type(key) is not str or "\x00" in key:
+            if type(key) is not str or "\x00" in key or (not key.isascii() and _surrogate(key)):
                 return False
             t = type(item)
             if t is str:
-                if "\x00" in item:
+                if "\x00" in item or (not item.isascii() and _surrogate(item)):
                     return False
             elif not (t is int or t is bool or item is None) and not _valid(item):
                 return False
@@ -252,6 +261,8 @@ def _value_problems(value: object, path: str) -> Iterator[tuple[str, str]]:
     if kind is str:
         if "\x00" in value:  # type: ignore[operator]
             yield path, "text contains a NUL character"
+        elif _surrogate(value):  # type: ignore[call-overload]
+            yield path, "text contains a lone surrogate (not Unicode: it has no UTF-8 form)"
     elif kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]
             yield path, "number is not finite (NaN or infinity has no JSON form)"
@@ -267,6 +278,8 @@ def _value_problems(value: object, path: str) -> Iterator[tuple[str, str]]:
                 yield path, f"object key of type {type(key).__name__} (keys must be str)"
             elif "\x00" in key:
                 yield path, "object key contains a NUL character"
+            elif _surrogate(key):
+                yield path, "object key contains a lone surrogate (not Unicode)"
             else:
                 yield from _value_problems(item, f"{path}.{key}")
     else:

@@ -24,9 +24,13 @@ __all__ = [
     "callable_problem",
     "aware_datetime_problem",
     "limit_problem",
+    "has_lone_surrogate",
+    "LONE_SURROGATE",
 ]
 
 KIND_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# A lone surrogate has no UTF-8 form: PostgreSQL cannot store it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_KIND_LENGTH = 64
 
 NonReactiveReason: TypeAlias = Literal["raw-sample", "sensitive", "externally-owned", "bookkeeping"]
@@ -54,8 +58,8 @@ def kind_problem(kind: object) -> str | None:
 def id_problem(entity_id: object) -> str | None:
     """Why ``entity_id`` is not a valid entity id, or None.
 
-    An id is a non-blank ``str`` without NUL (which PostgreSQL cannot store); any other
-    character, quotes and unicode included, is kept verbatim.
+    An id is a non-blank ``str`` without NUL or lone surrogates (which PostgreSQL cannot
+    store); any other character, quotes and unicode included, is kept verbatim.
     """
     if not isinstance(entity_id, str):
         return f"must be a str (got {type(entity_id).__name__})"
@@ -63,7 +67,19 @@ def id_problem(entity_id: object) -> str | None:
         return "must not be empty or blank"
     if "\x00" in entity_id:
         return "must not contain a NUL character"
+    if has_lone_surrogate(entity_id):
+        return "must not contain a lone surrogate (not Unicode: it has no UTF-8 form)"
     return None
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (U+D800–U+DFFF): not Unicode, it has no
+    UTF-8 form, so PostgreSQL can store it neither as text nor in JSON.
+
+    >>> has_lone_surrogate("Ωμέγα 😀"), has_lone_surrogate("bad\\udc80")
+    (False, True)
+    """
+    return not text.isascii() and LONE_SURROGATE.search(text) is not None
 
 
 def window_problem(window: object) -> str | None:

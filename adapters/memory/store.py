@@ -184,7 +184,7 @@ class InMemoryEntityStore(EntityStore):
         if since is not None:
             rows = rows[first_at_or_after(rows, since, stamp=_stamp_of) :]
         if limit is not None:
-            rows = rows[len(rows) - limit :] if limit else []
+            rows = rows[max(len(rows) - limit, 0) :] if limit else []
         return tuple(_record(kind, entity_id, row) for row in rows)
 
     # -- introspection -------------------------------------------------------------------
