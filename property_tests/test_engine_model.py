@@ -1563,19 +1563,29 @@ MemoryVsPostgres.TestCase.settings = machine_settings(share=0.8, steps=50)
 TwoPostgresEnginesVsModel.TestCase.settings = machine_settings(share=0.5, steps=50)
 
 
+def run_counted(factory: Callable[[], EngineComparison], machine: settings) -> None:
+    """Run the machine and print how many examples (machine runs) it took, so a long
+    ``thorough`` run can report its size (``pytest -rP`` shows the line)."""
+    runs = itertools.count(1)
+    last = [0]
+
+    def counted() -> EngineComparison:
+        last[0] = next(runs)
+        return factory()
+
+    run_state_machine_as_test(counted, settings=machine)  # type: ignore[arg-type]
+    print(f"{machine.max_examples} examples wanted, {last[0]} machines run")
+
+
 def test_memory_and_postgres_engines_agree(pg_dsn: str) -> None:
     """Random writes leave the in-memory and PostgreSQL engines answering every query alike."""
     with postgres(pg_dsn) as pg:
-        run_state_machine_as_test(
-            lambda: MemoryVsPostgres(pg),  # type: ignore[arg-type] # any factory will do
-            settings=MemoryVsPostgres.TestCase.settings,
-        )
+        run_counted(lambda: MemoryVsPostgres(pg), MemoryVsPostgres.TestCase.settings)
 
 
 def test_two_postgres_engines_agree_with_the_model(pg_dsn: str) -> None:
     """Two PostgreSQL engines sharing a schema, written alternately, match the model."""
     with postgres(pg_dsn) as pg:
-        run_state_machine_as_test(
-            lambda: TwoPostgresEnginesVsModel(pg),  # type: ignore[arg-type] # any factory will do
-            settings=TwoPostgresEnginesVsModel.TestCase.settings,
+        run_counted(
+            lambda: TwoPostgresEnginesVsModel(pg), TwoPostgresEnginesVsModel.TestCase.settings
         )

@@ -7,12 +7,14 @@ import doctest
 import importlib
 import importlib.resources
 import importlib.util
+import inspect
 import pkgutil
 from pathlib import Path
 
 import pytest
 
 import reactive_entities
+from reactive_entities.engine import EntityHandle
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIRS = ["domain", "ports", "adapters", "testing"]
@@ -75,3 +77,10 @@ def test_doctests(module: str) -> None:
     mod = importlib.import_module(module)
     failures, _ = doctest.testmod(mod, optionflags=doctest.ELLIPSIS, report=True)
     assert failures == 0
+
+
+def test_the_write_pipeline_stays_one_short_function() -> None:
+    """SPEC §5: the whole mutate/remove pipeline reads as one function of ≤ 60 lines."""
+    lines, _ = inspect.getsourcelines(EntityHandle._write)
+    assert len(lines) <= 60, f"EntityHandle._write grew to {len(lines)} lines"
+    assert "plan_change(" in "".join(lines)
