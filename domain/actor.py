@@ -41,9 +41,11 @@ def _check_id(_: object, __: object, value: str) -> None:
 
 
 def _check_name(_: object, __: object, value: str | None) -> None:
-    if value is not None and not _is_text(value):
+    if value is None:
+        return
+    if not _is_text(value):
         raise InvalidArgumentError("actor name must be a str or None")
-    if value is not None and has_lone_surrogate(value):
+    if has_lone_surrogate(value):
         raise InvalidArgumentError("actor name must not contain a lone surrogate (not Unicode)")
 
 

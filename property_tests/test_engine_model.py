@@ -1566,15 +1566,15 @@ TwoPostgresEnginesVsModel.TestCase.settings = machine_settings(share=0.5, steps=
 def run_counted(factory: Callable[[], EngineComparison], machine: settings) -> None:
     """Run the machine and print how many examples (machine runs) it took, so a long
     ``thorough`` run can report its size (``pytest -rP`` shows the line)."""
-    runs = itertools.count(1)
-    last = [0]
+    runs = 0
 
     def counted() -> EngineComparison:
-        last[0] = next(runs)
+        nonlocal runs
+        runs += 1
         return factory()
 
     run_state_machine_as_test(counted, settings=machine)  # type: ignore[arg-type]
-    print(f"{machine.max_examples} examples wanted, {last[0]} machines run")
+    print(f"{machine.max_examples} examples wanted, {runs} machines run")
 
 
 def test_memory_and_postgres_engines_agree(pg_dsn: str) -> None:
