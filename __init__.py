@@ -40,9 +40,9 @@ from reactive_entities.domain.errors import (
 )
 from reactive_entities.domain.events import (
     ABSENT,
-    Change,
     ChangeEvent,
     ChangeRecord,
+    Plan,
     Transition,
     TransitionRecord,
 )
@@ -54,23 +54,26 @@ from reactive_entities.ports import (
     Emitter,
     EntityStore,
     SecretRegistry,
+    StoreTransaction,
     Subscription,
 )
+from reactive_entities.transaction import Transaction
 
 __all__ = [
     # composition and the shell
     "compose",
     "Engine",
     "EntityHandle",
+    "Transaction",
     "write_through",
     "remove_through",
     # values
     "ABSENT",
     "Actor",
     "SYSTEM_ACTOR",
-    "Change",
     "ChangeEvent",
     "ChangeRecord",
+    "Plan",
     "Transition",
     "TransitionRecord",
     "SecretSet",
@@ -80,6 +83,7 @@ __all__ = [
     "Clock",
     "Emitter",
     "EntityStore",
+    "StoreTransaction",
     "SecretRegistry",
     "Subscription",
     # errors

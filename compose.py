@@ -8,6 +8,7 @@ built inside the call, and nothing connects or reads configuration at import tim
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import cattrs
@@ -16,7 +17,7 @@ from reactive_entities.adapters.logging import LoggingEmitter
 from reactive_entities.adapters.memory.clock import SystemClock
 from reactive_entities.adapters.memory.emitter import FanOutEmitter, InProcessEmitter
 from reactive_entities.adapters.memory.secret_registry import InMemorySecretRegistry
-from reactive_entities.adapters.memory.store import InMemoryEntityStore
+from reactive_entities.adapters.memory.store import DEFAULT_LOCK_TIMEOUT, InMemoryEntityStore
 from reactive_entities.domain.documents import make_converter
 from reactive_entities.domain.errors import InvalidArgumentError
 from reactive_entities.engine import Engine
@@ -40,21 +41,23 @@ def in_memory(
     emitter: Emitter | None = None,
     secrets: SecretRegistry | None = None,
     converter: cattrs.Converter | None = None,
+    lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
 ) -> Engine:
     """An engine that keeps its transition log in this process (no server).
 
     ``emitter`` receives every event in addition to in-process subscribers;
-    ``log_events`` adds a :class:`LoggingEmitter`.
+    ``log_events`` adds a :class:`LoggingEmitter`. ``lock_timeout`` bounds the wait for
+    an entity another transaction holds (then ``StoreError``).
 
     >>> with in_memory() as engine:
     ...     engine.kinds()
     ()
     """
     clock = clock if clock is not None else SystemClock()
-    store = store if store is not None else InMemoryEntityStore(clock)
+    if store is None:
+        store = InMemoryEntityStore(clock, lock_timeout=_timeout(lock_timeout))
     return _engine(
         store=store,
-        clock=clock,
         log_events=log_events,
         logger=logger,
         emitter=emitter,
@@ -78,6 +81,7 @@ def postgres(
     converter: cattrs.Converter | None = None,
     pool_size: int = 10,
     pool_timeout: float = 10.0,
+    lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
 ) -> Engine:
     """An engine whose transition log lives in PostgreSQL, shared by every process
     using the same database and ``schema``.
@@ -91,8 +95,9 @@ def postgres(
     The schema is migrated at once unless ``migrate=False``, in which case it must
     already be at this code's version (else ``SchemaVersionError``, saying how to fix
     it). Stamps and windows use the database clock, unless ``clock`` is given (tests).
-    ``locking=False`` skips the per-entity lock: faster, but concurrent writers of one
-    entity may then interleave. Other options are as for :func:`in_memory`.
+    ``locking=False`` skips the per-entity lock: concurrent writers of one entity may
+    then interleave. ``lock_timeout`` bounds the wait for an entity another transaction
+    holds (then ``StoreError`` naming it). Other options are as for :func:`in_memory`.
     """
     # Imported here: psycopg takes longer to import than the rest of the library, and
     # in-memory users should not pay for it.
@@ -106,11 +111,14 @@ def postgres(
             schema=schema,
             clock=clock,
             locking=locking,
+            lock_timeout=_timeout(lock_timeout),
             pool_size=pool_size,
             pool_timeout=pool_timeout,
         )
     else:
-        store = PostgresEntityStore(pool, schema=schema, clock=clock, locking=locking)
+        store = PostgresEntityStore(
+            pool, schema=schema, clock=clock, locking=locking, lock_timeout=_timeout(lock_timeout)
+        )
     try:
         if migrate:
             store.migrate()
@@ -121,7 +129,6 @@ def postgres(
         raise
     return _engine(
         store=store,
-        clock=clock if clock is not None else SystemClock(),
         log_events=log_events,
         logger=logger,
         emitter=emitter,
@@ -133,7 +140,6 @@ def postgres(
 def _engine(
     *,
     store: EntityStore,
-    clock: Clock,
     log_events: bool,
     logger: logging.Logger | None,
     emitter: Emitter | None,
@@ -156,7 +162,12 @@ def _engine(
         emitter=fan_out,
         subscriptions=hub,
         secrets=secrets,
-        clock=clock,
         converter=converter if converter is not None else make_converter(),
         logger=logger,
     )
+
+
+def _timeout(value: object) -> timedelta:
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise InvalidArgumentError(f"lock_timeout must be a positive timedelta (got {value!r:.60})")
+    return value

@@ -1,31 +1,32 @@
 """The imperative shell: ``Engine`` and ``EntityHandle``.
 
-Theory of operation. Every write goes through :meth:`EntityHandle._write`, which does
-I/O in a fixed order around one pure decision:
+Theory of operation. Every write runs in a :class:`~reactive_entities.transaction.Transaction`
+— the caller's (``tx=``) or one begun and committed around the single write — whose
+pipeline does I/O in a fixed order around one pure decision:
 
-    lock → read prev → apply → validate next → plan_change → record → emit
+    lock → read prev → apply → plan_write (validate + plan) → record → commit → deliver
 
-``plan_change`` (in ``domain``) decides whether anything changed and builds the masked
-event and rows; this module only executes that plan. The entity lock is held from
-before ``read`` until the event is emitted, so the log of one entity is a chain and its
-events reach in-process subscribers in recording order.
+``plan_write`` (in ``domain``) validates the next state and decides whether anything
+changed; the store stamps and records; events reach in-process handlers after commit,
+outside every lock, in recording order per entity (``delivery``).
 
 Ports are used as given; only ``compose`` chooses concrete adapters.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Generic, NoReturn, TypeVar
 
 import cattrs
-from returns.result import Failure, Result
+from returns.result import Failure
 
+from reactive_entities.delivery import Delivery
 from reactive_entities.derivers import Deriver, Derivers, PayloadMapper
 from reactive_entities.domain import temporal
 from reactive_entities.domain.actor import SYSTEM_ACTOR, Actor
@@ -35,7 +36,6 @@ from reactive_entities.domain.errors import (
     EngineClosedError,
     InvalidArgumentError,
     InvalidReadError,
-    MissingStateError,
     ReactiveEntitiesError,
     StateValidationError,
     StoreError,
@@ -44,8 +44,7 @@ from reactive_entities.domain.errors import (
 )
 from reactive_entities.domain.events import ChangeEvent, TransitionRecord
 from reactive_entities.domain.json import Document, JSONValue
-from reactive_entities.domain.planning import plan_change
-from reactive_entities.domain.schema import Problems, Schema, build_schema
+from reactive_entities.domain.schema import Schema, build_schema
 from reactive_entities.domain.secret_set import EMPTY_SECRETS, SecretSet
 from reactive_entities.domain.validation import (
     aware_datetime_problem,
@@ -56,17 +55,18 @@ from reactive_entities.domain.validation import (
     limit_problem,
     window_problem,
 )
+from reactive_entities.domain.writes import validate_state
 from reactive_entities.ids import new_change_id
-from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.emitter import Emitter, Subscription, SubscriptionHub
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
+from reactive_entities.transaction import HeldLocks, Transaction
 
 __all__ = ["Engine", "EntityHandle", "write_through", "remove_through"]
 
 S = TypeVar("S")
 T = TypeVar("T")
-Read = Callable[[Sequence[str]], Mapping[str, Any]]
+Read = Callable[..., Mapping[str, Any]]
 
 _LOGGER = logging.getLogger("reactive_entities")
 
@@ -79,6 +79,7 @@ class EntityHandle(Generic[S]):
         self._engine = engine
         self._schema = schema
         self._read = read
+        self._read_takes_connection = _takes_connection(read)
         self._store = engine.store
         self._kind = schema.kind
 
@@ -114,12 +115,14 @@ class EntityHandle(Generic[S]):
         *,
         actor: Actor | None = None,
         run_id: str | None = None,
+        tx: Transaction | None = None,
     ) -> S:
-        """Run the plugin's write ``apply`` and record what it changed (SPEC §5).
+        """Run the plugin's write ``apply`` and record what it changed (SPEC §5, §14).
 
-        Returns the validated resulting state (never masked).
+        With ``tx`` the change is recorded in that transaction and delivered after it
+        commits. Returns the validated resulting state (never masked).
         """
-        return self._write(entity_id, apply, actor, run_id, removing=False)  # type: ignore[return-value]
+        return self._write(entity_id, apply, actor, run_id, tx, removing=False)  # type: ignore[no-any-return]
 
     def remove(
         self,
@@ -128,9 +131,10 @@ class EntityHandle(Generic[S]):
         *,
         actor: Actor | None = None,
         run_id: str | None = None,
+        tx: Transaction | None = None,
     ) -> None:
-        """Run the plugin's delete ``apply`` and record the removal (SPEC §5)."""
-        self._write(entity_id, apply, actor, run_id, removing=True)
+        """Run the plugin's delete ``apply`` and record the removal (SPEC §5, §14)."""
+        self._write(entity_id, apply, actor, run_id, tx, removing=True)
 
     def _write(
         self,
@@ -138,10 +142,12 @@ class EntityHandle(Generic[S]):
         apply: Callable[[], object],
         actor: Actor | None,
         run_id: str | None,
+        tx: Transaction | None,
         *,
         removing: bool,
-    ) -> S | None:
-        """The pipeline: lock → read → apply → validate → plan → record → emit."""
+    ) -> Any:
+        """Check the arguments, then run the pipeline in ``tx`` or in a transaction of
+        its own (see :mod:`reactive_entities.transaction`)."""
         engine = self._engine
         _check_id(entity_id)
         if not callable(apply):
@@ -149,49 +155,21 @@ class EntityHandle(Generic[S]):
         actor = _checked_actor(actor)
         secrets = _run_secrets(engine.secrets, run_id)
         engine._check_open()
-        schema = self._schema
-        store = self._store
-        lock = _enter_lock(store, self._kind, entity_id)
-        try:
-            prev_doc = self._current(entity_id, secrets)[1]
-            result = apply()
-            if removing:
-                next_state = next_doc = None
-            elif result is None:
-                raise MissingStateError(
-                    f"apply returned None for {self._ref(entity_id)}: mutate needs the "
-                    "resulting state (use remove to delete)"
+        if tx is not None:
+            if getattr(tx, "_engine", None) is not engine:
+                raise InvalidArgumentError(
+                    f"tx must be a transaction of this engine (got {type(tx).__name__}; "
+                    f"{self._ref(entity_id)})"
                 )
-            else:
-                next_state, next_doc = self._validated(result, entity_id, secrets, "apply")
-            change = plan_change(
-                self._kind,
-                entity_id,
-                prev_doc,
-                next_doc,
-                actor=actor,
-                run_id=run_id,
-                secrets=secrets,
-                sensitive=schema.sensitive,
-                change_id=engine._new_change_id(),
-                occurred_at=engine._clock.now(),
-            )
-            if change is not None:
-                try:
-                    stamp = store.record(change)
-                except ReactiveEntitiesError:
-                    raise
-                except Exception as error:
-                    raise StoreError(
-                        f"could not record change {change.event.change_id} of "
-                        f"{self._ref(entity_id)}"
-                    ) from error
-                engine.emitter.emit(change.stamped(stamp))
-        except BaseException as error:
-            lock.__exit__(type(error), error, error.__traceback__)
+            return tx._write(self, entity_id, apply, actor, run_id, secrets, removing=removing)
+        own = engine._begin(None)
+        try:
+            state = own._write(self, entity_id, apply, actor, run_id, secrets, removing=removing)
+        except BaseException:
+            own.rollback()
             raise
-        lock.__exit__(None, None, None)
-        return next_state
+        own.commit()
+        return state
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -199,7 +177,7 @@ class EntityHandle(Generic[S]):
         """The entity's current state through the plugin's ``read``, or None if absent."""
         _check_id(entity_id)
         self._engine._check_open()
-        return self._current(entity_id, EMPTY_SECRETS)[0]  # type: ignore[no-any-return]
+        return self._current(entity_id, EMPTY_SECRETS, outside=True)[0]  # type: ignore[no-any-return]
 
     def get_many(self, entity_ids: Iterable[str]) -> dict[str, S]:
         """The current states of the ids that exist (absent ids are left out)."""
@@ -212,7 +190,7 @@ class EntityHandle(Generic[S]):
             _check_id(entity_id)
         ids = list(dict.fromkeys(given))
         self._engine._check_open()
-        found = self._read_mapping(ids)
+        found = self._read_outside(ids)
         states: dict[str, S] = {}
         for entity_id in ids:
             if entity_id in found:
@@ -224,7 +202,7 @@ class EntityHandle(Generic[S]):
     def in_state_since(self, entity_id: str, field: str) -> datetime | None:
         """Since when the field has held its current value (SPEC §8)."""
         self._check_query(entity_id, field)
-        doc = self._current(entity_id, EMPTY_SECRETS)[1]
+        doc = self._current(entity_id, EMPTY_SECRETS, outside=True)[1]
         if doc is None:
             return None  # absent: the store is not consulted
         latest = self._query(lambda: self._store.latest_transition(self._kind, entity_id, field))
@@ -301,8 +279,8 @@ class EntityHandle(Generic[S]):
         self._check_field(field)
         self._engine._check_open()
 
-    def _read_mapping(self, ids: Sequence[str]) -> Mapping[str, Any]:
-        found = self._read(ids)
+    def _read_mapping(self, ids: Sequence[str], connection: Any) -> Mapping[str, Any]:
+        found = self._read(ids, connection) if self._read_takes_connection else self._read(ids)
         if type(found) is not dict and not isinstance(found, Mapping):
             raise StateValidationError(
                 self._kind,
@@ -312,9 +290,22 @@ class EntityHandle(Generic[S]):
             )
         return found
 
-    def _current(self, entity_id: str, secrets: SecretSet) -> tuple[Any, Document | None]:
-        """``(state, document)`` as ``read`` has it now; ``(None, None)`` when absent."""
-        value = self._read_mapping([entity_id]).get(entity_id)
+    def _read_outside(self, ids: Sequence[str]) -> Mapping[str, Any]:
+        """``read`` outside any write: with a connection of the store's for a ``read``
+        that takes one (None in memory)."""
+        if not self._read_takes_connection:
+            return self._read_mapping(ids, None)
+        with self._store.reader() as connection:
+            return self._read_mapping(ids, connection)
+
+    def _current(
+        self, entity_id: str, secrets: SecretSet, connection: Any = None, *, outside: bool = False
+    ) -> tuple[Any, Document | None]:
+        """``(state, document)`` as ``read`` has it now; ``(None, None)`` when absent.
+        ``outside`` means no write is running (the store lends a connection)."""
+        ids = [entity_id]
+        found = self._read_outside(ids) if outside else self._read_mapping(ids, connection)
+        value = found.get(entity_id)
         if value is None:
             return None, None
         return self._validated(value, entity_id, secrets, "read")
@@ -322,15 +313,10 @@ class EntityHandle(Generic[S]):
     def _validated(
         self, value: object, entity_id: str, secrets: SecretSet, source: str
     ) -> tuple[Any, Document]:
-        doc = self._schema.instance_document(value)
-        if doc is not None:
-            return value, doc
-        result: Result[tuple[Any, Document], Problems] = self._schema.validate(value, secrets)
-        if isinstance(result, Failure):
-            raise StateValidationError(
-                self._kind, entity_id, dict(result.failure()), f"state returned by {source}"
-            )
-        return result.unwrap()
+        checked = validate_state(self._schema, entity_id, value, secrets, source)
+        if isinstance(checked, Failure):
+            raise checked.failure()
+        return checked.unwrap()
 
     def _query(self, run: Callable[[], T]) -> T:
         try:
@@ -356,7 +342,6 @@ class Engine:
         emitter: Emitter,
         subscriptions: SubscriptionHub,
         secrets: SecretRegistry,
-        clock: Clock,
         converter: cattrs.Converter,
         logger: logging.Logger | None = None,
         new_change_id: Callable[[], str] = new_change_id,
@@ -368,7 +353,6 @@ class Engine:
         self.converter = converter
         self.logger = logger if logger is not None else _LOGGER
         self._subscriptions = subscriptions
-        self._clock = clock
         self._new_change_id = new_change_id
         self._on_close = tuple(on_close)
         self._handles: dict[str, EntityHandle[Any]] = {}
@@ -376,6 +360,8 @@ class Engine:
         self._derivers = Derivers(secrets, self.logger)
         self._declarations: tuple[NonReactiveDeclaration, ...] = ()
         self._closed = False
+        self._held = HeldLocks()
+        self._delivery = Delivery(emitter.emit, self.logger)
 
     # -- kinds ---------------------------------------------------------------------------
 
@@ -384,7 +370,8 @@ class Engine:
         kind: str,
         state: type[S],
         *,
-        read: Callable[[Sequence[str]], Mapping[str, S | Mapping[str, Any]]],
+        read: Callable[[Sequence[str]], Mapping[str, S | Mapping[str, Any]]]
+        | Callable[[Sequence[str], Any], Mapping[str, S | Mapping[str, Any]]],
         sensitive: Iterable[str] = (),
     ) -> EntityHandle[S]:
         """Register a kind and return its handle (SPEC §1). Nothing is registered when
@@ -417,6 +404,29 @@ class Engine:
         except (KeyError, TypeError):
             known = ", ".join(self._handles) or "none"
             raise UnknownKindError(f'unknown kind "{kind}" (defined: {known})') from None
+
+    # -- transactions --------------------------------------------------------------------
+
+    def transaction(self, connection: Any = None) -> Transaction:
+        """A unit of work (DESIGN §8): use it as ``with engine.transaction() as tx`` and
+        pass ``tx=tx`` to ``mutate``/``remove``. The application's statements on
+        ``tx.connection``, the change rows and the transition rows commit together when
+        the block ends; an exception rolls all of it back and nothing is delivered.
+
+        ``connection`` (PostgreSQL) joins an idle connection of the application's: the
+        library begins and ends the transaction on it and leaves it open and idle.
+        """
+        self._check_open()
+        return self._begin(connection)
+
+    def _begin(self, connection: Any) -> Transaction:
+        try:
+            store_tx = self.store.begin(connection)
+        except ReactiveEntitiesError:
+            raise
+        except Exception as error:
+            raise StoreError("could not begin a transaction") from error
+        return Transaction(self, store_tx)
 
     # -- subscriptions -------------------------------------------------------------------
 
@@ -550,6 +560,22 @@ def remove_through(
         handle.remove(entity_id, apply, actor=actor, run_id=run_id)
 
 
+def _takes_connection(read: Callable[..., object]) -> bool:
+    """Whether ``read`` takes ``(ids, connection)`` rather than ``(ids)``: decided once,
+    at ``define_entity``."""
+    try:
+        signature = inspect.signature(read)
+    except (TypeError, ValueError):  # a builtin without a signature: the round-1 form
+        return False
+    positional = 0
+    for parameter in signature.parameters.values():
+        if parameter.kind is parameter.VAR_POSITIONAL:
+            return True
+        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            positional += 1
+    return positional >= 2
+
+
 def _raise_closed() -> NoReturn:
     raise EngineClosedError("the engine is closed")
 
@@ -584,15 +610,3 @@ def _run_secrets(registry: SecretRegistry, run_id: object) -> SecretSet:
     if has_lone_surrogate(run_id):
         raise InvalidArgumentError(f"run_id must not contain a lone surrogate (got {run_id!r:.60})")
     return registry.secrets_for(run_id)
-
-
-def _enter_lock(store: EntityStore, kind: str, entity_id: str) -> AbstractContextManager[object]:
-    """The entity's lock, entered; a store failure becomes ``StoreError``."""
-    try:
-        lock = store.lock(kind, entity_id)
-        lock.__enter__()
-    except ReactiveEntitiesError:
-        raise
-    except Exception as error:
-        raise StoreError(f"could not lock {kind}:{entity_id}") from error
-    return lock

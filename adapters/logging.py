@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TypeVar
+from types import TracebackType
+from typing import Any, TypeVar
 
-from reactive_entities.domain.events import Change, ChangeEvent, ChangeRecord, TransitionRecord
+from reactive_entities.domain.events import ChangeEvent, ChangeRecord, Plan, TransitionRecord
 from reactive_entities.domain.secret_set import SecretSet
 from reactive_entities.ports.emitter import Emitter
 from reactive_entities.ports.secret_registry import SecretRegistry
-from reactive_entities.ports.store import EntityStore
+from reactive_entities.ports.store import EntityStore, StoreTransaction
 
-__all__ = ["LoggingEmitter", "LoggedStore", "LoggedEmitter", "LoggedSecretRegistry"]
+__all__ = [
+    "LoggingEmitter",
+    "LoggedStore",
+    "LoggedTransaction",
+    "LoggedEmitter",
+    "LoggedSecretRegistry",
+]
 
 T = TypeVar("T")
 
@@ -78,35 +85,14 @@ class LoggedStore(EntityStore):
         self.inner = inner
         self.logger = logger if logger is not None else _CALLS
 
-    def record(self, change: Change) -> datetime:
-        """Record through the inner store."""
-        e = change.event
-        what = f"store.record {e.op} {e.kind}:{e.entity_id} rows={len(change.transitions)}"
-        return _timed(self.logger, what, lambda: self.inner.record(change))
+    def begin(self, connection: Any = None) -> StoreTransaction:
+        """Begin through the inner store; the transaction's calls are logged too."""
+        inner = _timed(self.logger, "store.begin", lambda: self.inner.begin(connection))
+        return LoggedTransaction(inner, self.logger)
 
-    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[object]:
-        """Lock through the inner store, logging acquisition and hold times."""
-        return self._lock(kind, entity_id)
-
-    @contextmanager
-    def _lock(self, kind: str, entity_id: str) -> Iterator[None]:
-        inner = self.inner.lock(kind, entity_id)
-        _timed(self.logger, f"store.lock acquire {kind}:{entity_id}", inner.__enter__)
-        started = time.perf_counter()
-        try:
-            yield
-        except BaseException as error:
-            inner.__exit__(type(error), error, error.__traceback__)
-            raise
-        else:
-            inner.__exit__(None, None, None)
-        finally:
-            self.logger.debug(
-                "store.lock released %s:%s after %.0f µs",
-                kind,
-                entity_id,
-                (time.perf_counter() - started) * 1e6,
-            )
+    def reader(self) -> AbstractContextManager[Any]:
+        """The inner store's reader."""
+        return self.inner.reader()
 
     def now(self) -> datetime:
         """The inner store's now."""
@@ -169,6 +155,48 @@ class LoggedStore(EntityStore):
     def __getattr__(self, name: str) -> object:
         # Adapter-specific extras (``migrate``, ``changes``) stay reachable.
         return getattr(self.inner, name)
+
+
+class LoggedTransaction(StoreTransaction):
+    """A store transaction with each call logged at DEBUG (ids and timings, no values)."""
+
+    def __init__(self, inner: StoreTransaction, logger: logging.Logger) -> None:
+        self.inner = inner
+        self.logger = logger
+
+    @property
+    def connection(self) -> Any:
+        """The inner transaction's connection."""
+        return self.inner.connection
+
+    def lock(self, kind: str, entity_id: str) -> datetime:
+        """Lock through the inner transaction."""
+        what = f"store.lock {kind}:{entity_id}"
+        return _timed(self.logger, what, lambda: self.inner.lock(kind, entity_id))
+
+    def record(self, plan: Plan) -> datetime:
+        """Record through the inner transaction."""
+        what = f"store.record {plan.op} {plan.kind}:{plan.entity_id} rows={len(plan.transitions)}"
+        return _timed(self.logger, what, lambda: self.inner.record(plan))
+
+    def commit(self, then: Callable[[], None] | None = None) -> None:
+        """Commit through the inner transaction."""
+        _timed(self.logger, "store.commit", lambda: self.inner.commit(then))
+
+    def rollback(self) -> None:
+        """Roll back through the inner transaction."""
+        _timed(self.logger, "store.rollback", self.inner.rollback)
+
+    def __enter__(self) -> LoggedTransaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()
 
 
 class LoggedEmitter(Emitter):

@@ -2,12 +2,15 @@
 
 * :class:`Transition` — one planned row per changed field, already masked.
 * :class:`ChangeEvent` — what subscribers receive (SPEC §6), already masked.
-* :class:`Change` — the plan: the event plus its rows. The store records it.
+* :class:`Plan` — the decision: the masked change and its rows, without a stamp. The
+  store records it and stamps it; the event is built from both.
 * :class:`TransitionRecord` / :class:`ChangeRecord` — rows as a store returns them.
 * :data:`ABSENT` — ``from_value`` of a create: the entity did not exist before.
 
-Documents inside these values are plain dicts and lists so they serialize directly; they
-are never mutated by the library and must not be mutated by receivers.
+Documents inside these values are plain dicts and lists so they serialize directly. The
+library never mutates them, and stores keep their own copies of what they record (and
+hand out copies), so a receiver that mutates an event's document changes nothing
+recorded.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ __all__ = [
     "ABSENT",
     "Transition",
     "ChangeEvent",
-    "Change",
+    "Plan",
     "TransitionRecord",
     "ChangeRecord",
     "iso_utc",
@@ -105,18 +108,40 @@ class ChangeEvent:
 
 
 @attrs.frozen(slots=False)  # transient, built on every write: dict-based init is ~2x faster
-class Change:
-    """What ``plan_change`` decided: the masked event and its masked rows."""
+class Plan:
+    """What ``plan_change`` decided: one change, masked, complete but for its stamp.
 
-    event: ChangeEvent
+    The store records it and returns the stamp; :meth:`event` then builds the one
+    :class:`ChangeEvent` delivered for it. Time is the store's alone (DESIGN §8).
+    """
+
+    kind: str
+    entity_id: str
+    op: Op
+    prev: Document | None
+    next: Document | None
+    delta: Document
+    changed_fields: tuple[str, ...]
+    actor: Actor
+    run_id: str | None
+    change_id: str
     transitions: tuple[Transition, ...]
 
-    def stamped(self, at: datetime) -> ChangeEvent:
-        """The event carrying the timestamp the store stamped on the rows."""
-        event = self.event
-        if event.occurred_at == at:
-            return event
-        return attrs.evolve(event, occurred_at=at)
+    def event(self, at: datetime) -> ChangeEvent:
+        """The change event, stamped ``at`` (the time the store stamped on the rows)."""
+        return ChangeEvent(
+            self.kind,
+            self.entity_id,
+            self.op,
+            self.prev,
+            self.next,
+            self.delta,
+            self.changed_fields,
+            self.actor,
+            self.run_id,
+            at,
+            self.change_id,
+        )
 
 
 @attrs.frozen

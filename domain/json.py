@@ -16,7 +16,7 @@ import json
 import math
 from typing import TypeAlias
 
-__all__ = ["JSONValue", "Document", "canonical_json", "structurally_equal"]
+__all__ = ["JSONValue", "Document", "canonical_json", "structurally_equal", "copy_value"]
 
 JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 Document: TypeAlias = dict[str, JSONValue]
@@ -113,3 +113,24 @@ def _dicts_equal(a: dict[str, JSONValue], b: dict[str, JSONValue]) -> bool:
         elif not structurally_equal(x, y):
             return False
     return True
+
+
+def copy_value(value: JSONValue) -> JSONValue:
+    """A copy of ``value`` sharing no list or dict with it (scalars are immutable, so
+    they are shared). Stores keep and hand out such copies: no receiver of an event or
+    a history row can change what was recorded.
+
+    >>> tags = ["a"]
+    >>> copied = copy_value({"tags": tags})
+    >>> copied == {"tags": ["a"]}, copied["tags"] is tags
+    (True, False)
+    """
+    kind = type(value)
+    if kind is list:
+        return [v if type(v) in _PLAIN else copy_value(v) for v in value]  # type: ignore[union-attr]
+    if kind is dict:
+        return {
+            k: v if type(v) in _PLAIN else copy_value(v)
+            for k, v in value.items()  # type: ignore[union-attr]
+        }
+    return value

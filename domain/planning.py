@@ -2,8 +2,9 @@
 
 Given the previous and next documents of one entity, decide whether anything changed and,
 if so, describe the change completely — the masked event and the masked transition rows.
-The shell only executes the plan (record, then emit). Time, the change id and the
-secrets arrive as arguments, so the function is deterministic.
+The shell only executes the plan (record, then deliver). The change id and the secrets
+arrive as arguments, so the function is deterministic; the plan carries no time, because
+the store alone stamps a change (DESIGN §8).
 
 Theory of operation: the diff runs on the **unmasked** documents, then everything that
 leaves the process is masked. A change from one secret to another is therefore recorded
@@ -12,13 +13,11 @@ leaves the process is masked. A change from one secret to another is therefore r
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import attrs
 
 from reactive_entities.domain.actor import Actor
 from reactive_entities.domain.diff import changed_fields, diff
-from reactive_entities.domain.events import Change, ChangeEvent, Op
+from reactive_entities.domain.events import Op, Plan
 from reactive_entities.domain.json import Document
 from reactive_entities.domain.masking import mask_document, mask_text
 from reactive_entities.domain.secret_set import SecretSet
@@ -38,9 +37,8 @@ def plan_change(
     secrets: SecretSet,
     sensitive: frozenset[str],
     change_id: str,
-    occurred_at: datetime,
-) -> Change | None:
-    """The masked :class:`Change` for ``prev_doc`` → ``next_doc``, or None for a no-op.
+) -> Plan | None:
+    """The masked :class:`Plan` for ``prev_doc`` → ``next_doc``, or None for a no-op.
 
     ``secrets`` are the run's secrets (empty without a run); ``sensitive`` fields are
     replaced whole by the token whatever the run.
@@ -61,7 +59,7 @@ def plan_change(
     else:
         delta = {f: masked_next.get(f) for f in fields}
     rows = build_transitions(fields, prev_doc, next_doc, masked_prev, masked_next, sensitive)
-    event = ChangeEvent(
+    return Plan(
         kind,
         entity_id,
         op,
@@ -71,10 +69,9 @@ def plan_change(
         fields,
         mask_actor(actor, secrets),
         run_id,
-        occurred_at,
         change_id,
+        rows,
     )
-    return Change(event, rows)
 
 
 def mask_actor(actor: Actor, secrets: SecretSet) -> Actor:

@@ -7,6 +7,14 @@ subclass the protocols so a missing method is a type error.
 from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.emitter import Emitter, Subscription, SubscriptionHub
 from reactive_entities.ports.secret_registry import SecretRegistry
-from reactive_entities.ports.store import EntityStore
+from reactive_entities.ports.store import EntityStore, StoreTransaction
 
-__all__ = ["Clock", "Emitter", "EntityStore", "SecretRegistry", "Subscription", "SubscriptionHub"]
+__all__ = [
+    "Clock",
+    "Emitter",
+    "EntityStore",
+    "SecretRegistry",
+    "StoreTransaction",
+    "Subscription",
+    "SubscriptionHub",
+]

@@ -1,7 +1,17 @@
-"""The ``EntityStore`` port: the durable transition log and the per-entity lock.
+"""The ``EntityStore`` port: the durable transition log, written through explicit
+write transactions.
 
 An adapter implements these methods; it needs no base class (``typing.Protocol``).
 ``reactive_entities.testing.EntityStoreContract`` checks an implementation.
+
+A write is a :class:`StoreTransaction` (DESIGN §8), begun with :meth:`EntityStore.begin`:
+
+    with store.begin() as tx:          # or store.begin(connection) to join the app's
+        stamp = tx.lock(kind, entity_id)   # serialize the entity; the change's stamp
+        ...                            # read prev, run apply, plan (the engine)
+        tx.record(plan)                # -> the same stamp
+        tx.commit(then=deliver)        # rows durable; ``then`` runs before unlocking
+    # leaving the block unlocks; without commit() nothing recorded survives
 
 Ordering rule every query relies on: rows and changes come back in **recording order**,
 and timestamps never decrease in that order for one entity (the entity lock serializes
@@ -10,32 +20,82 @@ recording, and the store stamps inside it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
 
-from reactive_entities.domain.events import Change, ChangeRecord, TransitionRecord
+from reactive_entities.domain.events import ChangeRecord, Plan, TransitionRecord
 
-__all__ = ["EntityStore"]
+__all__ = ["EntityStore", "StoreTransaction"]
+
+
+@runtime_checkable
+class StoreTransaction(Protocol):
+    """One unit of work on the store: entity locks held until it ends, changes recorded
+    together at :meth:`commit`, or not at all.
+
+    Stamps: a change is stamped with the store's time when its entity was locked in this
+    transaction (never earlier than the entity's previous stamp), so every change of one
+    entity in one transaction shares a stamp and recording order breaks the tie.
+    """
+
+    @property
+    def connection(self) -> Any:
+        """The database connection inside this transaction (None for a store without
+        one). The application may run its own statements on it: they commit or roll
+        back with the recorded changes."""
+        ...
+
+    def lock(self, kind: str, entity_id: str) -> datetime:
+        """Lock the entity until the transaction ends (again in the same transaction: a
+        no-op) and return the stamp its changes get. Waiting is bounded: past the
+        store's lock timeout, or on a deadlock, ``StoreError`` naming ``kind:id``."""
+        ...
+
+    def record(self, plan: Plan) -> datetime:
+        """Add the plan's change and rows to the transaction (its entity must be locked
+        by it); returns the stamp they carry. Nothing is visible before :meth:`commit`."""
+        ...
+
+    def commit(self, then: Callable[[], None] | None = None) -> None:
+        """Make every recorded change durable, atomically, then call ``then`` — still
+        holding the entity locks, so what ``then`` does (queue events) follows recording
+        order — and release the locks. ``StoreError`` if the outcome is a failure or
+        unknown (the message says which)."""
+        ...
+
+    def rollback(self) -> None:
+        """Discard what was recorded and release the locks; idempotent, and a no-op
+        after :meth:`commit`."""
+        ...
+
+    def __enter__(self) -> StoreTransaction: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back unless committed."""
+        ...
 
 
 @runtime_checkable
 class EntityStore(Protocol):
-    """Appends changes, serializes writers of one entity, and answers log queries."""
+    """Records changes through write transactions and answers log queries."""
 
-    def record(self, change: Change) -> datetime:
-        """Append the change's row and all its transition rows atomically.
-
-        Every row gets one timestamp from the store's clock, which is returned. A store
-        may adopt the change's proposed ``event.occurred_at`` (read from the engine's
-        clock inside the entity lock) when it is no later than its own now and not
-        earlier than its previous stamp; a database store stamps its own clock.
-        """
+    def begin(self, connection: Any = None) -> StoreTransaction:
+        """A new write transaction; on a database store it runs on ``connection`` (an
+        idle connection of the application's, left open and idle afterwards) or on a
+        pooled one. ``InvalidArgumentError`` for a connection the store cannot use."""
         ...
 
-    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[object]:
-        """Serialize mutations of one entity across every process sharing the store."""
+    def reader(self) -> AbstractContextManager[Any]:
+        """A connection for the plugin's ``read`` outside any write (``get``, queries),
+        returned when the block ends; None for a store without connections."""
         ...
 
     def now(self) -> datetime:

@@ -12,7 +12,7 @@ A custom adapter proves itself by subclassing the suite and providing a fixture:
 Importing this package needs pytest (a test dependency, not a runtime one).
 """
 
-from reactive_entities.testing.builders import make_change
+from reactive_entities.testing.builders import make_plan, record
 from reactive_entities.testing.clock_contract import ClockContract
 from reactive_entities.testing.emitter_contract import EmitterContract, sample_events
 from reactive_entities.testing.secret_registry_contract import SecretRegistryContract
@@ -23,6 +23,7 @@ __all__ = [
     "EmitterContract",
     "EntityStoreContract",
     "SecretRegistryContract",
-    "make_change",
+    "make_plan",
+    "record",
     "sample_events",
 ]

@@ -23,7 +23,7 @@ import pytest
 from reactive_entities.domain.events import ChangeEvent
 from reactive_entities.domain.json import Document
 from reactive_entities.ports.emitter import Emitter
-from reactive_entities.testing.builders import make_change
+from reactive_entities.testing.builders import make_plan
 from reactive_entities.testing.overrides import must_override
 
 __all__ = ["EmitterContract", "sample_events"]
@@ -36,7 +36,7 @@ def sample_events(n: int, kind: str = "contract", entity_id: str = "e-1") -> lis
     prev: Document | None = None
     for i in range(n):
         nxt: Document = {"status": f"s{i}", "n": i}
-        events.append(make_change(kind, entity_id, prev, nxt, at=t0 + timedelta(seconds=i)).event)
+        events.append(make_plan(kind, entity_id, prev, nxt).event(t0 + timedelta(seconds=i)))
         prev = nxt
     return events
 

@@ -34,7 +34,7 @@ from reactive_entities.domain.actor import Actor
 from reactive_entities.domain.diff import diff
 from reactive_entities.domain.documents import document_problems
 from reactive_entities.domain.errors import StateValidationError
-from reactive_entities.domain.events import ABSENT, Change, Op, TransitionRecord
+from reactive_entities.domain.events import ABSENT, Op, Plan, TransitionRecord
 from reactive_entities.domain.json import Document, JSONValue, canonical_json, structurally_equal
 from reactive_entities.domain.masking import TOKEN, mask_deep, mask_text
 from reactive_entities.domain.planning import plan_change
@@ -341,10 +341,9 @@ class PlanInputs:
     secrets: SecretSet
     sensitive: frozenset[str]
     change_id: str
-    occurred_at: datetime
 
 
-def _plan(inputs: PlanInputs) -> Change | None:
+def _plan(inputs: PlanInputs) -> Plan | None:
     return call_unmutated(
         plan_change,
         inputs.kind,
@@ -356,7 +355,6 @@ def _plan(inputs: PlanInputs) -> Change | None:
         secrets=inputs.secrets,
         sensitive=inputs.sensitive,
         change_id=inputs.change_id,
-        occurred_at=inputs.occurred_at,
     )
 
 
@@ -367,7 +365,7 @@ def plan_change_leaves_no_secret(inputs: PlanInputs) -> None:
     change = _plan(inputs)
     if change is None:
         return
-    event = change.event
+    event = change
     for where, value in (("prev", event.prev), ("next", event.next), ("delta", event.delta)):
         _require_no_secret(value, inputs.secrets, f"event.{where}")
         for field in inputs.sensitive:
@@ -399,19 +397,13 @@ def plan_change_rows_follow_changed_fields(inputs: PlanInputs) -> None:
     change = _plan(inputs)
     if change is None:
         return
-    event = change.event
+    event = change
     fields, _ = diff(inputs.prev, inputs.next)
     op = _expected_op(inputs.prev, inputs.next)
     _require(event.op == op, f"op {event.op!r}, expected {op!r}")
     _require(event.changed_fields == fields, f"{event.changed_fields!r} ≠ {fields!r}")
-    identity = (event.kind, event.entity_id, event.run_id, event.change_id, event.occurred_at)
-    expected_identity = (
-        inputs.kind,
-        inputs.entity_id,
-        inputs.run_id,
-        inputs.change_id,
-        inputs.occurred_at,
-    )
+    identity = (event.kind, event.entity_id, event.run_id, event.change_id)
+    expected_identity = (inputs.kind, inputs.entity_id, inputs.run_id, inputs.change_id)
     _require(identity == expected_identity, f"{identity!r} ≠ {expected_identity!r}")
     rows = change.transitions
     if op == "remove":
@@ -485,7 +477,7 @@ def plan_change_follows_table(
         next_ = {field: [value] for field, value in doc.items()}
     change = _plan(attrs.evolve(inputs, prev=prev, next=next_))
     expected = PLAN_TABLE[before, action]
-    got = None if change is None else change.event.op
+    got = None if change is None else change.op
     _require(got == expected, f"{before} × {action}: planned {got!r}, expected {expected!r}")
 
 

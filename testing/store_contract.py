@@ -18,22 +18,33 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from reactive_entities.adapters.memory.clock import ManualClock
+from reactive_entities.domain.errors import InvalidArgumentError
 from reactive_entities.domain.events import ABSENT
 from reactive_entities.domain.json import Document, structurally_equal
 from reactive_entities.domain.secret_set import SecretSet
-from reactive_entities.ports.store import EntityStore
-from reactive_entities.testing.builders import make_change
+from reactive_entities.ports.store import EntityStore, StoreTransaction
+from reactive_entities.testing.builders import make_plan, record
 from reactive_entities.testing.overrides import must_override
 
 __all__ = ["EntityStoreContract"]
 
 KIND = "contract"
+
+
+@contextmanager
+def _locked(store: EntityStore, kind: str, entity_id: str) -> Iterator[StoreTransaction]:
+    """A write transaction holding one entity's lock; committed when the block ends."""
+    with store.begin() as tx:
+        tx.lock(kind, entity_id)
+        yield tx
+        tx.commit()
 
 
 def _doc(**values: Any) -> Document:
@@ -60,7 +71,7 @@ class EntityStoreContract:
     @staticmethod
     def _create(store: EntityStore, clock: ManualClock, entity_id: str, **values: Any) -> Document:
         doc = _doc(**values)
-        store.record(make_change(KIND, entity_id, None, doc, at=clock.now()))
+        record(store, make_plan(KIND, entity_id, None, doc))
         return doc
 
     @staticmethod
@@ -68,7 +79,7 @@ class EntityStoreContract:
         store: EntityStore, clock: ManualClock, entity_id: str, prev: Document, **values: Any
     ) -> Document:
         nxt = {**prev, **values}
-        store.record(make_change(KIND, entity_id, prev, nxt, at=clock.now()))
+        record(store, make_plan(KIND, entity_id, prev, nxt))
         return nxt
 
     # -- record and stamping -------------------------------------------------------------
@@ -77,13 +88,13 @@ class EntityStoreContract:
         self, store: EntityStore, clock: ManualClock
     ) -> None:
         """All rows of one change carry the one timestamp ``record`` returns."""
-        change = make_change(KIND, "e-1", None, _doc(), at=clock.now())
-        stamp = store.record(change)
+        plan = make_plan(KIND, "e-1", None, _doc())
+        stamp = record(store, plan)
         assert stamp == clock.now()
         rows = store.transitions(KIND, "e-1")
-        assert [r.field for r in rows] == list(change.event.changed_fields)
+        assert [r.field for r in rows] == list(plan.changed_fields)
         assert {r.transitioned_at for r in rows} == {stamp}
-        assert {r.change_id for r in rows} == {change.event.change_id}
+        assert {r.change_id for r in rows} == {plan.change_id}
 
     def test_create_rows_have_absent_from_values(
         self, store: EntityStore, clock: ManualClock
@@ -104,7 +115,7 @@ class EntityStoreContract:
         clock.advance(timedelta(seconds=1))
         nxt = {**prev, "status": "closed", "payload": "token s3cr3t!"}
         secrets = SecretSet.of(["s3cr3t!"])
-        store.record(make_change(KIND, "e-1", prev, nxt, at=clock.now(), secrets=secrets))
+        record(store, make_plan(KIND, "e-1", prev, nxt, secrets=secrets))
         rows = store.transitions(KIND, "e-1", since=clock.now())
         by_field = {r.field: r for r in rows}
         assert by_field["status"].from_value == "open"
@@ -120,7 +131,7 @@ class EntityStoreContract:
         """A remove adds a change (op ``remove``) and no transition rows."""
         prev = self._create(store, clock, "e-1")
         clock.advance(timedelta(seconds=1))
-        store.record(make_change(KIND, "e-1", prev, None, at=clock.now()))
+        record(store, make_plan(KIND, "e-1", prev, None))
         assert len(store.transitions(KIND, "e-1")) == 3
         latest = store.latest_change(KIND, "e-1")
         assert latest is not None
@@ -242,7 +253,7 @@ class EntityStoreContract:
     def test_entities_and_kinds_are_isolated(self, store: EntityStore, clock: ManualClock) -> None:
         """Rows of one entity never show up for another id or another kind."""
         self._create(store, clock, "e-1")
-        store.record(make_change("other", "e-1", None, _doc(), at=clock.now()))
+        record(store, make_plan("other", "e-1", None, _doc()))
         assert len(store.transitions(KIND, "e-1")) == 3
         assert len(store.transitions(KIND, "e-2")) == 0
         assert store.count_transitions(KIND, "e-2", "status", timedelta(days=1)) == 0
@@ -302,7 +313,7 @@ class EntityStoreContract:
         def work() -> None:
             try:
                 for _ in range(20):
-                    with store.lock(KIND, "shared"):
+                    with _locked(store, KIND, "shared"):
                         seen = counter["n"]
                         time.sleep(0.0002)  # invite a lost update if the lock leaks
                         counter["n"] = seen + 1
@@ -320,10 +331,10 @@ class EntityStoreContract:
     def test_lock_does_not_block_other_entities(self, store: EntityStore) -> None:
         """Holding one entity's lock leaves another entity's lock free."""
         acquired = threading.Event()
-        with store.lock(KIND, "a"):
+        with _locked(store, KIND, "a"):
 
             def other() -> None:
-                with store.lock(KIND, "b"):
+                with _locked(store, KIND, "b"):
                     acquired.set()
 
             thread = threading.Thread(target=other)
@@ -336,10 +347,10 @@ class EntityStoreContract:
         entered = threading.Event()
 
         def second() -> None:
-            with store.lock(KIND, "a"):
+            with _locked(store, KIND, "a"):
                 entered.set()
 
-        with store.lock(KIND, "a"):
+        with _locked(store, KIND, "a"):
             thread = threading.Thread(target=second)
             thread.start()
             assert not entered.wait(timeout=0.3)
@@ -348,12 +359,12 @@ class EntityStoreContract:
 
     def test_lock_is_released_when_the_body_raises(self, store: EntityStore) -> None:
         """An exception inside the lock releases it."""
-        with pytest.raises(RuntimeError), store.lock(KIND, "a"):
+        with pytest.raises(RuntimeError), _locked(store, KIND, "a"):
             raise RuntimeError("boom")
         done = threading.Event()
 
         def again() -> None:
-            with store.lock(KIND, "a"):
+            with _locked(store, KIND, "a"):
                 done.set()
 
         thread = threading.Thread(target=again)
@@ -361,11 +372,100 @@ class EntityStoreContract:
         assert done.wait(timeout=10)
         thread.join(timeout=10)
 
-    def test_record_inside_the_lock(self, store: EntityStore, clock: ManualClock) -> None:
-        """Recording while holding the entity's lock works (the engine always does)."""
-        with store.lock(KIND, "e-1"):
-            self._create(store, clock, "e-1")
+    # -- transactions --------------------------------------------------------------------
+
+    def test_nothing_is_visible_before_commit(self, store: EntityStore) -> None:
+        """Recorded changes appear only when the transaction commits."""
+        with store.begin() as tx:
+            tx.lock(KIND, "e-1")
+            tx.record(make_plan(KIND, "e-1", None, _doc()))
+            assert store.transitions(KIND, "e-1") == ()
+            assert store.latest_change(KIND, "e-1") is None
+            tx.commit()
         assert len(store.transitions(KIND, "e-1")) == 3
+
+    def test_rollback_discards_everything_and_unlocks(self, store: EntityStore) -> None:
+        """A transaction left without commit records nothing and frees its entities."""
+        with store.begin() as tx:
+            tx.lock(KIND, "e-1")
+            tx.lock(KIND, "e-2")
+            tx.record(make_plan(KIND, "e-1", None, _doc()))
+            tx.record(make_plan(KIND, "e-2", None, _doc()))
+        assert store.transitions(KIND, "e-1") == ()
+        assert store.transitions(KIND, "e-2") == ()
+        done = threading.Event()
+
+        def again() -> None:
+            with _locked(store, KIND, "e-1"), _locked(store, KIND, "e-2"):
+                done.set()
+
+        thread = threading.Thread(target=again)
+        thread.start()
+        assert done.wait(timeout=10)
+        thread.join(timeout=10)
+
+    def test_many_changes_commit_together_in_recording_order(
+        self, store: EntityStore, clock: ManualClock
+    ) -> None:
+        """Several entities, and one entity twice, in one transaction: all rows appear
+        at commit, in recording order, each entity's changes sharing its lock's stamp."""
+        first = _doc()
+        second = {**first, "status": "closed"}
+        with store.begin() as tx:
+            stamp = tx.lock(KIND, "e-1")
+            assert tx.lock(KIND, "e-1") == stamp  # again: a no-op
+            tx.record(make_plan(KIND, "e-1", None, first))
+            clock.advance(timedelta(seconds=5))
+            other = tx.lock(KIND, "e-2")
+            tx.record(make_plan(KIND, "e-2", None, first))
+            assert tx.record(make_plan(KIND, "e-1", first, second)) == stamp
+            tx.commit()
+        status = store.transitions(KIND, "e-1", field="status")
+        assert [r.to_value for r in status] == ["open", "closed"]
+        assert {r.transitioned_at for r in status} == {stamp}
+        assert {r.transitioned_at for r in store.transitions(KIND, "e-2")} == {other}
+        assert other == stamp + timedelta(seconds=5)
+
+    def test_commit_runs_then_before_releasing_the_locks(self, store: EntityStore) -> None:
+        """``then`` runs after the rows are visible and while the entity is still locked."""
+        seen: list[int] = []
+        waiting = threading.Event()
+        entered = threading.Event()
+
+        def second() -> None:
+            waiting.set()
+            with _locked(store, KIND, "e-1"):
+                entered.set()
+
+        def then() -> None:
+            seen.append(len(store.transitions(KIND, "e-1")))
+            thread.start()
+            assert waiting.wait(timeout=10)
+            seen.append(int(entered.wait(timeout=0.3)))
+
+        thread = threading.Thread(target=second)
+        with store.begin() as tx:
+            tx.lock(KIND, "e-1")
+            tx.record(make_plan(KIND, "e-1", None, _doc()))
+            tx.commit(then)
+        assert seen == [3, 0]
+        assert entered.wait(timeout=10)
+        thread.join(timeout=10)
+
+    def test_record_needs_the_entity_lock(self, store: EntityStore) -> None:
+        """Recording an entity the transaction did not lock is refused."""
+        with store.begin() as tx, pytest.raises(InvalidArgumentError):
+            tx.record(make_plan(KIND, "e-1", None, _doc()))
+
+    def test_an_ended_transaction_refuses_more_work(self, store: EntityStore) -> None:
+        """After commit, locking or committing again is refused; rollback is a no-op."""
+        with store.begin() as tx:
+            tx.commit()
+            with pytest.raises(InvalidArgumentError):
+                tx.lock(KIND, "e-1")
+            with pytest.raises(InvalidArgumentError):
+                tx.commit()
+            tx.rollback()
 
     def test_close_is_idempotent(self, store: EntityStore) -> None:
         """``close`` may be called twice."""

@@ -308,7 +308,6 @@ def plan_contexts(draw: st.DrawFn) -> PlanInputs:
         secrets=SecretSet.of(values),
         sensitive=frozenset(),
         change_id=draw(identifiers(36)),
-        occurred_at=draw(aware_datetimes()),
     )
 
 
@@ -334,7 +333,6 @@ def plan_inputs(draw: st.DrawFn) -> PlanInputs:
         secrets=SecretSet.of(values),
         sensitive=sensitive,
         change_id=draw(identifiers(36)),
-        occurred_at=draw(aware_datetimes()),
     )
 
 

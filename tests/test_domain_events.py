@@ -1,4 +1,4 @@
-"""Events, transitions, records and the ``ABSENT`` sentinel (SPEC §6, §7)."""
+"""Events, plans, transitions, records and the ``ABSENT`` sentinel (SPEC §6, §7)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from reactive_entities.domain.actor import SYSTEM_ACTOR, Actor
 from reactive_entities.domain.events import (
     ABSENT,
     Absent,
-    Change,
     ChangeEvent,
     ChangeRecord,
+    Plan,
     Transition,
     TransitionRecord,
     iso_utc,
@@ -97,33 +97,50 @@ def test_event_to_dict_is_json_ready() -> None:
     }
 
 
-def test_stamped_keeps_the_event_when_the_time_matches() -> None:
-    """``stamped`` returns the very event when the store's time equals its own."""
-    change = Change(event(), (Transition("status", "open", "resolved", False),))
-    assert change.stamped(AT) is change.event
+def plan_of(change: ChangeEvent) -> Plan:
+    """The plan holding every field of ``change`` but its time, with one row."""
+    return Plan(
+        kind=change.kind,
+        entity_id=change.entity_id,
+        op=change.op,
+        prev=change.prev,
+        next=change.next,
+        delta=change.delta,
+        changed_fields=change.changed_fields,
+        actor=change.actor,
+        run_id=change.run_id,
+        change_id=change.change_id,
+        transitions=(Transition("status", "open", "resolved", False),),
+    )
 
 
-def test_stamped_moves_the_event_to_the_store_time() -> None:
-    """``stamped`` returns a copy carrying the store's timestamp, the rest unchanged."""
-    change = Change(event(), ())
+def test_plan_event_carries_the_plan_and_the_stamp() -> None:
+    """``Plan.event(at)`` is the plan's change, stamped with the store's time ``at``."""
+    assert plan_of(event()).event(AT) == event()
+
+
+def test_plan_event_takes_whatever_time_the_store_stamped() -> None:
+    """The plan carries no time: each stamp gives an event at that time, the rest equal."""
+    plan = plan_of(event())
     later = AT + timedelta(seconds=1)
-    stamped = change.stamped(later)
+    stamped = plan.event(later)
     assert stamped.occurred_at == later
-    assert attrs.evolve(stamped, occurred_at=AT) == change.event
-    assert change.event.occurred_at == AT
+    assert attrs.evolve(stamped, occurred_at=AT) == plan.event(AT)
+    assert "occurred_at" not in attrs.fields_dict(Plan)
 
 
 @pytest.mark.parametrize(
     "value",
     [
         event(),
+        plan_of(event()),
         Transition("f", ABSENT, 1, False),
         TransitionRecord("k", "i", "f", None, 1, True, "c", AT),
         ChangeRecord("k", "i", "remove", "c", AT, ("f",), SYSTEM_ACTOR, None),
     ],
 )
 def test_values_are_frozen(value: object) -> None:
-    """Events, transitions and records cannot be changed after creation."""
+    """Events, plans, transitions and records cannot be changed after creation."""
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         value.kind = "other"  # type: ignore[attr-defined]
 

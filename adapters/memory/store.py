@@ -1,31 +1,34 @@
 """The in-memory entity store: a production-quality transition log in this process.
 
 Rows are kept compactly as tuples, one list per (entity, field) plus one per entity, and
-turned into ``TransitionRecord`` values only when a query returns them. Stamps never
-decrease within an entity's log: if the clock steps back, the store keeps the entity's
-last stamp, so the binary searches of ``domain.temporal`` stay valid.
+turned into ``TransitionRecord`` values only when a query returns them. Values that are
+lists or dicts are copied on the way in and on the way out, so no receiver of an event
+or a history row can change what was recorded.
 
-The stamp is the change's proposed ``occurred_at``: the engine read it from this same
-clock (``compose.in_memory`` wires one clock into both) inside the entity lock, just
-before recording. Adopting it spares a second clock read and rebuilding the event.
-
-Per-entity locks are real ``threading.Lock`` objects: concurrent threads mutating one
-entity are serialized; different entities proceed in parallel.
+Writes go through :class:`MemoryTransaction` (the ``StoreTransaction`` port): ``lock``
+takes the entity's ``threading.Lock`` (bounded by ``lock_timeout``) and fixes the stamp
+— the clock's now, raised to the entity's last stamp if the clock stepped back, so the
+binary searches of ``domain.temporal`` stay valid; ``record`` buffers the plan; ``commit``
+appends every buffered change, calls ``then`` and only then releases the locks.
+Concurrent threads mutating one entity are serialized; different entities proceed in
+parallel.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from operator import itemgetter
+from types import TracebackType
 from typing import Any
 
 from reactive_entities.adapters.memory.clock import SystemClock
 from reactive_entities.domain.actor import Actor
-from reactive_entities.domain.errors import InvalidArgumentError
-from reactive_entities.domain.events import Change, ChangeRecord, Op, TransitionRecord
+from reactive_entities.domain.errors import InvalidArgumentError, StoreError
+from reactive_entities.domain.events import ChangeRecord, Op, Plan, TransitionRecord
+from reactive_entities.domain.json import copy_value
 from reactive_entities.domain.temporal import (
     first_at_or_after,
     newest_at_or_before,
@@ -33,9 +36,13 @@ from reactive_entities.domain.temporal import (
 )
 from reactive_entities.domain.validation import limit_problem
 from reactive_entities.ports.clock import Clock
-from reactive_entities.ports.store import EntityStore
+from reactive_entities.ports.store import EntityStore, StoreTransaction
 
-__all__ = ["InMemoryEntityStore"]
+__all__ = ["InMemoryEntityStore", "MemoryTransaction", "DEFAULT_LOCK_TIMEOUT"]
+
+#: How long ``lock`` waits for an entity held by another transaction.
+DEFAULT_LOCK_TIMEOUT = timedelta(seconds=30)
+_CONTAINERS = (list, dict)
 
 # A stored row: (stamp, field, from_value, to_value, masked, change_id).
 _Row = tuple[datetime, str, Any, Any, bool, str]
@@ -60,8 +67,11 @@ class InMemoryEntityStore(EntityStore):
     ``changes_recorded`` and ``rows_recorded`` count what was appended (handy in tests).
     """
 
-    def __init__(self, clock: Clock | None = None) -> None:
+    def __init__(
+        self, clock: Clock | None = None, *, lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT
+    ) -> None:
         self._clock = clock if clock is not None else SystemClock()
+        self._lock_timeout = lock_timeout.total_seconds()
         self._logs: dict[tuple[str, str], _EntityLog] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         # One shared tuple per distinct set of changed fields: a kind changes few
@@ -80,45 +90,59 @@ class InMemoryEntityStore(EntityStore):
 
     # -- writing -------------------------------------------------------------------------
 
-    def record(self, change: Change) -> datetime:
-        """Append the change and its rows under one stamp: the change's proposed
-        ``occurred_at``, raised to the entity's previous stamp if the clock stepped back.
+    def begin(self, connection: Any = None) -> MemoryTransaction:
+        """A write transaction (``connection`` must be None: there is no database)."""
+        if connection is not None:
+            raise InvalidArgumentError(
+                "the in-memory store has no connections: begin a transaction without one "
+                f"(got {type(connection).__name__})"
+            )
+        return MemoryTransaction(self)
 
-        Call it under ``lock(kind, id)`` when several threads write one entity (the
-        engine always does): the entity lock, not a store-wide one, orders its log.
-        """
-        event = change.event
-        key = (event.kind, event.entity_id)
+    def reader(self) -> AbstractContextManager[None]:
+        """No connection to lend: ``read`` gets None."""
+        return nullcontext()
+
+    def _entity_lock(self, key: tuple[str, str]) -> threading.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks.setdefault(key, threading.Lock())
+        return lock
+
+    def _stamp(self, key: tuple[str, str]) -> datetime:
+        """The clock's now, never earlier than the entity's last stamp."""
+        stamp = self._clock.now()
+        log = self._logs.get(key)
+        if log is not None and log.changes and stamp < log.changes[-1][0]:
+            return log.changes[-1][0]
+        return stamp
+
+    def _append(self, plan: Plan, stamp: datetime) -> None:
+        """Append one change and its rows (the caller holds the entity's lock)."""
+        key = (plan.kind, plan.entity_id)
         log = self._logs.get(key)
         if log is None:
             log = self._logs.setdefault(key, _EntityLog())
-        change_id = event.change_id
-        stamp = event.occurred_at
-        changes = log.changes
-        if changes and stamp < changes[-1][0]:
-            stamp = changes[-1][0]
-        fields = event.changed_fields
+        change_id = plan.change_id
+        fields = plan.changed_fields
         fields = self._field_sets.setdefault(fields, fields)
-        changes.append((stamp, event.op, change_id, fields, event.actor, event.run_id))
+        log.changes.append((stamp, plan.op, change_id, fields, plan.actor, plan.run_id))
         rows = log.rows
         by_field = log.by_field
-        for t in change.transitions:
-            row = (stamp, t.field, t.from_value, t.to_value, t.masked, change_id)
+        for t in plan.transitions:
+            before = t.from_value
+            after = t.to_value
+            if type(before) in _CONTAINERS:
+                before = copy_value(before)  # type: ignore[arg-type]
+            if type(after) in _CONTAINERS:
+                after = copy_value(after)
+            row = (stamp, t.field, before, after, t.masked, change_id)
             rows.append(row)
             field_rows = by_field.get(t.field)
             if field_rows is None:
                 by_field[t.field] = [row]
             else:
                 field_rows.append(row)
-        return stamp
-
-    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[object]:
-        """The entity's lock (a ``threading.Lock``, itself a context manager)."""
-        key = (kind, entity_id)
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks.setdefault(key, threading.Lock())
-        return lock
 
     def now(self) -> datetime:
         """The injected clock's time."""
@@ -205,4 +229,97 @@ class InMemoryEntityStore(EntityStore):
 
 def _record(kind: str, entity_id: str, row: _Row) -> TransitionRecord:
     stamp, field, from_value, to_value, masked, change_id = row
+    if type(from_value) in _CONTAINERS:
+        from_value = copy_value(from_value)
+    if type(to_value) in _CONTAINERS:
+        to_value = copy_value(to_value)
     return TransitionRecord(kind, entity_id, field, from_value, to_value, masked, change_id, stamp)
+
+
+class MemoryTransaction(StoreTransaction):
+    """A write transaction of :class:`InMemoryEntityStore` (see the module docstring)."""
+
+    __slots__ = ("_ended", "_locked", "_pending", "_store")
+
+    def __init__(self, store: InMemoryEntityStore) -> None:
+        self._store = store
+        self._locked: dict[tuple[str, str], datetime] = {}
+        self._pending: list[Plan] = []
+        self._ended = False
+
+    @property
+    def connection(self) -> None:
+        """Always None: the in-memory store has no database connection."""
+        return None
+
+    def lock(self, kind: str, entity_id: str) -> datetime:
+        """Take the entity's lock until the transaction ends; returns the stamp."""
+        key = (kind, entity_id)
+        stamp = self._locked.get(key)
+        if stamp is not None:
+            return stamp
+        if self._ended:
+            raise InvalidArgumentError(f"lock of {kind}:{entity_id} after the transaction ended")
+        store = self._store
+        lock = store._entity_lock(key)
+        if not lock.acquire(timeout=store._lock_timeout):
+            raise StoreError(
+                f"timed out after {store._lock_timeout:g} s waiting for the lock of "
+                f"{kind}:{entity_id}"
+            )
+        try:
+            stamp = store._stamp(key)
+        except BaseException:
+            lock.release()
+            raise
+        self._locked[key] = stamp
+        return stamp
+
+    def record(self, plan: Plan) -> datetime:
+        """Buffer the plan until commit; returns its stamp."""
+        stamp = self._locked.get((plan.kind, plan.entity_id))
+        if stamp is None or self._ended:
+            raise InvalidArgumentError(
+                f"record of {plan.kind}:{plan.entity_id} needs its lock in a live transaction"
+            )
+        self._pending.append(plan)
+        return stamp
+
+    def commit(self, then: Callable[[], None] | None = None) -> None:
+        """Append every buffered change, call ``then``, release the locks."""
+        if self._ended:
+            raise InvalidArgumentError("commit of a transaction that already ended")
+        try:
+            store = self._store
+            locked = self._locked
+            for plan in self._pending:
+                store._append(plan, locked[(plan.kind, plan.entity_id)])
+            self._pending = []
+            if then is not None:
+                then()
+        finally:
+            self._release()
+
+    def rollback(self) -> None:
+        """Discard the buffered changes and release the locks."""
+        if not self._ended:
+            self._pending = []
+            self._release()
+
+    def _release(self) -> None:
+        self._ended = True
+        locks = self._store._locks
+        for key in self._locked:
+            locks[key].release()
+        self._locked = {}
+
+    def __enter__(self) -> MemoryTransaction:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.rollback()

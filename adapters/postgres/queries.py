@@ -10,11 +10,11 @@ the index. (A digest collision could then only make a result shorter, never wron
 recheck still drops foreign rows.) The schema name enters only through
 :class:`psycopg.sql.Identifier`; values only as parameters.
 
-``record`` appends a change with one statement: data-modifying CTEs insert the change
+``record`` appends a change with one statement: a data-modifying CTE inserts the change
 row and, from ``unnest`` of parallel arrays, its transition rows (in ``changed_fields``
-order), all stamped with one timestamp — the injected one, else ``clock_timestamp()`` —
-raised if need be to the entity's previous stamp, so stamps never decrease per entity
-even if the database clock steps back.
+order), all with the stamp fixed when the entity was locked (``stamp``: the injected
+clock's time, else ``clock_timestamp()``, raised if need be to the entity's previous
+stamp, so stamps never decrease per entity even if the database clock steps back).
 
 >>> queries = Queries.for_schema("reactive_entities")
 >>> b'"reactive_entities".transitions' in queries.latest_transition
@@ -29,35 +29,48 @@ from psycopg import sql
 __all__ = ["Queries", "schema_problem"]
 
 _RECORD = """
-WITH stamp AS (
-    SELECT GREATEST(
-        COALESCE(%(at)s::timestamptz, clock_timestamp()),
-        (SELECT c.occurred_at FROM {schema}.changes AS c
-          WHERE c.entity_key = %(key)s::uuid
-          ORDER BY c.occurred_at DESC, c.position DESC
-          LIMIT 1)
-    ) AS at
-), change AS (
+WITH change AS (
     INSERT INTO {schema}.changes (change_id, entity_key, kind, entity_id, op, actor, run_id,
                                   prev, next, delta, changed_fields, occurred_at)
-    SELECT %(change_id)s::uuid, %(key)s::uuid, %(kind)s::text, %(entity_id)s::text,
-           %(op)s::text, %(actor)s::jsonb, %(run_id)s::text, %(prev)s::jsonb,
-           %(next)s::jsonb, %(delta)s::jsonb, %(changed_fields)s::text[], stamp.at
-      FROM stamp
+    VALUES (%(change_id)s::uuid, %(key)s::uuid, %(kind)s::text, %(entity_id)s::text,
+            %(op)s::text, %(actor)s::jsonb, %(run_id)s::text, %(prev)s::jsonb,
+            %(next)s::jsonb, %(delta)s::jsonb, %(changed_fields)s::text[], %(at)s::timestamptz)
     RETURNING occurred_at
-), transition AS (
-    INSERT INTO {schema}.transitions (change_id, entity_key, kind, entity_id, field,
-                                      from_value, to_value, masked, transitioned_at)
-    SELECT %(change_id)s::uuid, %(key)s::uuid, %(kind)s::text, %(entity_id)s::text,
-           r.field, r.from_value::jsonb, r.to_value::jsonb, r.masked, change.occurred_at
-      FROM change,
-           unnest(%(fields)s::text[], %(from_values)s::text[], %(to_values)s::text[],
-                  %(masked)s::boolean[]) WITH ORDINALITY AS r(field, from_value, to_value,
-                                                              masked, n)
-     ORDER BY r.n
 )
-SELECT occurred_at FROM change
+INSERT INTO {schema}.transitions (change_id, entity_key, kind, entity_id, field,
+                                  from_value, to_value, masked, transitioned_at)
+SELECT %(change_id)s::uuid, %(key)s::uuid, %(kind)s::text, %(entity_id)s::text,
+       r.field, r.from_value::jsonb, r.to_value::jsonb, r.masked, change.occurred_at
+  FROM change,
+       unnest(%(fields)s::text[], %(from_values)s::text[], %(to_values)s::text[],
+              %(masked)s::boolean[]) WITH ORDINALITY AS r(field, from_value, to_value,
+                                                          masked, n)
+ ORDER BY r.n
 """
+
+# The stamp of an entity's changes in a transaction: the clock's now (the database's,
+# or the injected one), raised to the entity's previous stamp if the clock stepped back.
+# Runs right after the entity's lock is taken, in the same round trip.
+_STAMP = """
+SELECT GREATEST(
+    COALESCE({at}::timestamptz, clock_timestamp()),
+    (SELECT c.occurred_at FROM {schema}.changes AS c
+      WHERE c.entity_key = {key}::uuid
+      ORDER BY c.occurred_at DESC, c.position DESC
+      LIMIT 1))
+"""
+
+# Waiting for an entity's advisory lock is bounded by the store's lock timeout; the
+# transaction's own setting (the application's, on a joined connection) is put back.
+_LOCK = """
+SELECT set_config('reactive_entities.saved_lock_timeout', current_setting('lock_timeout'), true);
+SELECT set_config('lock_timeout', {timeout}, true);
+SELECT pg_advisory_xact_lock({lock_key});
+SELECT set_config('lock_timeout', current_setting('reactive_entities.saved_lock_timeout'), true);
+"""
+
+# Which of a transaction's change ids were committed (after a connection lost at COMMIT).
+_RECORDED = "SELECT change_id::text FROM {schema}.changes WHERE change_id = ANY(%s::uuid[])"
 
 _ROW_COLUMNS = "field, from_value::text, to_value::text, masked, change_id::text, transitioned_at"
 
@@ -156,6 +169,9 @@ class Queries:
     """The store's statements for one schema, as bytes ready to execute."""
 
     record: bytes
+    stamp: str
+    lock: str
+    recorded: bytes
     latest_transition: bytes
     latest_change: bytes
     count_transitions: bytes
@@ -168,6 +184,14 @@ class Queries:
         """Compose every statement for ``schema``."""
         return cls(
             record=_render(_RECORD, schema),
+            # Filled per entity with literals the store computes (a key, a timestamp):
+            # the lock and stamp go out as one multi-statement round trip, which cannot
+            # carry parameters. The schema is quoted here, as everywhere.
+            stamp=_render(
+                _STAMP.replace("{at}", "{{at}}").replace("{key}", "{{key}}"), schema
+            ).decode(),
+            lock=_LOCK,
+            recorded=_render(_RECORDED, schema),
             latest_transition=_render(_LATEST_TRANSITION, schema),
             latest_change=_render(_LATEST_CHANGE, schema),
             count_transitions=_render(_COUNT_TRANSITIONS, schema),

@@ -4,41 +4,28 @@ Theory of operation.
 
 * **Connections** come from a ``psycopg_pool.ConnectionPool`` and are used in autocommit
   mode: each query is one prepared statement and one round trip.
-* **Locking a mutation** (``lock(kind, id)``, entered by the engine before ``read`` and
-  left after ``emit``) takes, in order: an in-process lock for the entity (keeps events
-  of one entity in recording order for this process's subscribers, and keeps waiting
-  threads from holding connections), a pooled connection, and — in one round trip —
-  ``BEGIN; SELECT pg_advisory_xact_lock(key)``, which serializes the entity across every
-  process sharing the database.
-* **Recording** inside the lock (same thread) reuses that transaction: the one-statement
-  insert of the change row and all its transition rows, and the ``COMMIT`` that releases
-  the advisory lock, go out together in pipeline mode — one more round trip. So a locked
-  mutation costs two round trips of the store's own (plus the plugin's read and write).
-  Leaving the lock without recording ends the transaction, which wrote nothing.
-  Whatever happens, the connection goes back to the pool (a broken one is discarded by
-  the pool) and the in-process lock is released; a failure while cleaning up never
-  masks the exception in flight.
+* **Writes** run in a :class:`PostgresTransaction` (``begin``): the entity's
+  advisory lock, its stamp and ``BEGIN`` in one round trip; the inserts of every change
+  and the ``COMMIT`` in one more. See ``transaction.py``.
 * **Stamps** come from one clock: the database's ``clock_timestamp()``, or the injected
-  ``clock`` (then the change's proposed ``occurred_at`` is adopted when it is not later
-  than that clock's now, like the in-memory store does). Either way the statement raises
-  the stamp to the entity's previous one if needed, and ``record`` returns it.
+  ``clock`` (tests), read when the entity is locked and raised to the entity's previous
+  stamp if need be.
 * **Failures**: every driver or pool error becomes :class:`StoreError` naming the kind
   and id (never a value), with the driver's error as ``__cause__``. A connection found
   broken (the server restarted) makes the store check the pool's idle connections and
-  retry once, where retrying is safe (taking the lock, reads); so the same store works
-  again as soon as the database is back.
+  retry once, where retrying is safe (taking the first lock, reads); so the same store
+  works again as soon as the database is back.
 
-With ``locking=False`` ``lock()`` does nothing and each ``record`` is one autocommit
-statement: faster, but concurrent writers of one entity can then interleave.
+With ``locking=False`` no advisory lock is taken: concurrent writers of one entity can
+then interleave (the stamp is still read in the round trip that begins the transaction).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext, suppress
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any, TypeVar
 
 import psycopg
@@ -58,80 +45,24 @@ from reactive_entities.adapters.postgres.connections import open_pool, probe
 from reactive_entities.adapters.postgres.keys import EntityKeys
 from reactive_entities.adapters.postgres.local_locks import LocalLocks
 from reactive_entities.adapters.postgres.queries import Queries, schema_problem
+from reactive_entities.adapters.postgres.transaction import PostgresTransaction
+from reactive_entities.adapters.postgres.transaction import ref as _ref
 from reactive_entities.domain.errors import InvalidArgumentError, StoreError
-from reactive_entities.domain.events import ABSENT, Change, ChangeRecord, TransitionRecord
+from reactive_entities.domain.events import ABSENT, ChangeRecord, Plan, TransitionRecord
 from reactive_entities.domain.validation import limit_problem
 from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.store import EntityStore
 
-__all__ = ["PostgresEntityStore", "DEFAULT_SCHEMA"]
+__all__ = ["PostgresEntityStore", "DEFAULT_SCHEMA", "DEFAULT_LOCK_TIMEOUT"]
 
 #: The schema the library's tables live in unless another is configured.
 DEFAULT_SCHEMA = "reactive_entities"
+#: How long a write waits for an entity another transaction holds (SPEC §14.6).
+DEFAULT_LOCK_TIMEOUT = timedelta(seconds=30)
 
 _Conn = psycopg.Connection[Any]
 T = TypeVar("T")
 _IDLE = TransactionStatus.IDLE
-_MAX_ID_IN_MESSAGE = 120
-
-
-def _ref(kind: str, entity_id: str) -> str:
-    shown = entity_id if len(entity_id) <= _MAX_ID_IN_MESSAGE else entity_id[:_MAX_ID_IN_MESSAGE]
-    more = "" if shown is entity_id else f"… ({len(entity_id)} characters)"
-    return f"{kind}:{shown}{more}"
-
-
-class _Held:
-    """The transaction a thread holds for one locked entity."""
-
-    __slots__ = ("conn", "done")
-
-    def __init__(self, conn: _Conn) -> None:
-        self.conn = conn
-        self.done = False  # committed by record()
-
-
-class _EntityLock:
-    """``store.lock(kind, id)``: see the module docstring."""
-
-    __slots__ = ("_entity_id", "_held", "_key", "_kind", "_store", "_token")
-
-    def __init__(self, store: PostgresEntityStore, kind: str, entity_id: str) -> None:
-        self._store = store
-        self._kind = kind
-        self._entity_id = entity_id
-        self._key = (kind, entity_id)
-        self._token: object = None
-        self._held: _Held | None = None
-
-    def __enter__(self) -> None:
-        store = self._store
-        key = self._key
-        self._token = store._local.acquire(key)
-        try:
-            held = _Held(store._begin_locked(self._kind, self._entity_id))
-        except BaseException:
-            store._local.release(key, self._token)
-            raise
-        store._held_by_thread()[key] = held
-        self._held = held
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        store = self._store
-        key = self._key
-        held = self._held
-        self._held = None
-        try:
-            if held is not None:
-                store._held_by_thread().pop(key, None)
-                store._end_locked(held)
-        finally:
-            store._local.release(key, self._token)
 
 
 class PostgresEntityStore(EntityStore):
@@ -150,6 +81,7 @@ class PostgresEntityStore(EntityStore):
         schema: str = DEFAULT_SCHEMA,
         clock: Clock | None = None,
         locking: bool = True,
+        lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
         owns_pool: bool = False,
         dsn: str | None = None,
     ) -> None:
@@ -160,12 +92,12 @@ class PostgresEntityStore(EntityStore):
         self._schema = schema
         self._clock = clock
         self._locking = locking
+        self.lock_timeout = _checked_timeout(lock_timeout)
         self._owns_pool = owns_pool
         self._dsn = dsn
         self._queries = Queries.for_schema(schema)
         self._keys = EntityKeys(schema)
         self._local = LocalLocks()
-        self._threads = threading.local()
         self._flipped: set[int] = set()  # connections we switched to autocommit
         self._closed = False
         # The last actor's JSON: most changes are made by one actor (often SYSTEM_ACTOR).
@@ -179,6 +111,7 @@ class PostgresEntityStore(EntityStore):
         schema: str = DEFAULT_SCHEMA,
         clock: Clock | None = None,
         locking: bool = True,
+        lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
         pool_size: int = 10,
         pool_timeout: float = 10.0,
     ) -> PostgresEntityStore:
@@ -199,7 +132,15 @@ class PostgresEntityStore(EntityStore):
             )
         except psycopg.Error as error:
             raise StoreError(f"could not connect to PostgreSQL: {_first_line(error)}") from error
-        return cls(pool, schema=schema, clock=clock, locking=locking, owns_pool=True, dsn=dsn)
+        return cls(
+            pool,
+            schema=schema,
+            clock=clock,
+            locking=locking,
+            lock_timeout=lock_timeout,
+            owns_pool=True,
+            dsn=dsn,
+        )
 
     @property
     def schema(self) -> str:
@@ -252,48 +193,53 @@ class PostgresEntityStore(EntityStore):
 
     # -- writing -------------------------------------------------------------------------
 
-    def lock(self, kind: str, entity_id: str) -> AbstractContextManager[None]:
-        """The entity's lock: in-process, then a transaction-level advisory lock."""
-        if not self._locking:
-            return nullcontext()
-        return _EntityLock(self, kind, entity_id)
+    def begin(self, connection: Any = None) -> PostgresTransaction:
+        """A write transaction on ``connection`` (idle; left open and idle) or on a
+        pooled connection."""
+        return PostgresTransaction(self, connection)
 
-    def record(self, change: Change) -> datetime:
-        """Append the change row and its transition rows in one transaction, stamped
-        with one timestamp, which is returned."""
-        event = change.event
-        params = self._record_params(change)
-        held = self._held_by_thread().get((event.kind, event.entity_id))
+    @contextmanager
+    def reader(self) -> Iterator[_Conn]:
+        """A pooled connection for the plugin's ``read`` outside a write."""
+        conn = self._getconn()
         try:
-            if held is not None and not held.done:
-                conn = held.conn
-                with conn.pipeline():
-                    cursor = conn.execute(self._queries.record, params, prepare=True)
-                    conn.execute(b"COMMIT")
-                held.done = True
-                row = cursor.fetchone()
-            else:
-                conn = self._getconn()
-                try:
-                    row = conn.execute(self._queries.record, params, prepare=True).fetchone()
-                finally:
-                    self._putconn(conn)
-        except psycopg.Error as error:
-            raise StoreError(
-                f"could not record change {event.change_id} of {_ref(event.kind, event.entity_id)}"
-            ) from error
-        if row is None:  # pragma: no cover - the statement always returns the stamp
-            raise StoreError(f"no stamp returned for {_ref(event.kind, event.entity_id)}")
-        return utc(row[0])
+            yield conn
+        finally:
+            self._putconn(conn)
 
-    def _record_params(self, change: Change) -> dict[str, Any]:
-        event = change.event
-        at: datetime | None = None
-        if self._clock is not None:
-            now = self._clock.now()
-            proposed = event.occurred_at
-            at = proposed if proposed <= now else now
-        rows = change.transitions
+    def _recorded_after_session_end(
+        self, pid: int, change_ids: Sequence[str], wait: float
+    ) -> set[str]:
+        """Which of ``change_ids`` are recorded, asked on a fresh connection once the
+        session ``pid`` (whose ``COMMIT`` may or may not have happened) has ended — so
+        the answer cannot change afterwards. Raises the driver's error or
+        ``TimeoutError`` when there is no final answer."""
+        dsn = self._dsn
+        conn = (
+            psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, round(wait)))
+            if dsn is not None
+            else self._pool.getconn(timeout=wait)
+        )
+        try:
+            if not conn.autocommit:
+                conn.autocommit = True
+            deadline = time.monotonic() + wait
+            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"session {pid} did not end")
+                time.sleep(0.01)
+            rows = conn.execute(self._queries.recorded, (list(change_ids),)).fetchall()
+            return {row[0] for row in rows}
+        finally:
+            if dsn is not None:
+                conn.close()
+            else:
+                self._pool.putconn(conn)
+
+    def _record_params(self, plan: Plan, at: datetime) -> dict[str, Any]:
+        event = plan
+        rows = plan.transitions
         prev = event.prev
         nxt = event.next
         actor = event.actor
@@ -428,14 +374,6 @@ class PostgresEntityStore(EntityStore):
 
     # -- connections ---------------------------------------------------------------------
 
-    def _held_by_thread(self) -> dict[tuple[str, str], _Held]:
-        threads = self._threads
-        try:
-            held: dict[tuple[str, str], _Held] = threads.held
-        except AttributeError:
-            held = threads.held = {}
-        return held
-
     def _getconn(self) -> _Conn:
         conn: _Conn = self._pool.getconn()
         if not conn.autocommit:  # a pool the caller configured differently
@@ -477,53 +415,6 @@ class PostgresEntityStore(EntityStore):
         with suppress(psycopg.Error):  # the retry tells how the server is
             self._pool.check()
 
-    def _begin_locked(self, kind: str, entity_id: str) -> _Conn:
-        statement = b"BEGIN; SELECT pg_advisory_xact_lock(%d)" % self._keys.lock_key(
-            kind, entity_id
-        )
-        retried = False
-        while True:
-            try:
-                conn = self._getconn()
-            except psycopg.Error as error:
-                raise StoreError(f"could not lock {_ref(kind, entity_id)}") from error
-            try:
-                conn.execute(statement)
-            except psycopg.Error as error:
-                broken = conn.broken
-                self._putconn(conn)
-                if broken and not retried:
-                    retried = True
-                    try:
-                        self._recover()
-                    except psycopg.Error as down:
-                        raise StoreError(f"could not lock {_ref(kind, entity_id)}") from down
-                    continue
-                raise StoreError(f"could not lock {_ref(kind, entity_id)}") from error
-            except BaseException:
-                self._putconn(conn)
-                raise
-            return conn
-
-    def _end_locked(self, held: _Held) -> None:
-        """End the lock's transaction unless ``record`` committed it.
-
-        The transaction wrote nothing (``record`` is the only writer, and it commits),
-        so ``COMMIT`` ends it exactly like ``ROLLBACK`` would — releasing the advisory
-        lock — without making psycopg deallocate every prepared statement of the
-        session, which it does after any ``ROLLBACK``.
-        """
-        conn = held.conn
-        try:
-            if not held.done and not conn.closed:
-                conn.execute(b"COMMIT")
-        except psycopg.Error:
-            # Nothing was recorded; a connection that cannot end its transaction is
-            # closed (which ends its session and so its advisory lock) and replaced.
-            conn.close()
-        finally:
-            self._putconn(conn)
-
     def _with_connection(self, what: str, run: Callable[[_Conn], T]) -> T:
         try:
             conn = self._getconn()
@@ -563,6 +454,14 @@ class PostgresEntityStore(EntityStore):
                 raise
             self._putconn(conn)
             return rows
+
+
+def _checked_timeout(timeout: object) -> timedelta:
+    if not isinstance(timeout, timedelta) or timeout <= timedelta(0):
+        raise InvalidArgumentError(
+            f"lock_timeout must be a positive timedelta (got {timeout!r:.60})"
+        )
+    return timeout
 
 
 def _first_line(error: BaseException) -> str:
