@@ -12,7 +12,7 @@ MODULES := $(shell find . \( -name '*.py' -o -name '*.sql' \) -not -path './.ven
              -not -path './tests/*' -not -path './property_tests/*' -not -path './bench/*' \
              -not -path './docs/*' | LC_ALL=C sort | tr '\n' ' ')
 
-.PHONY: install reinstall demo test check lint typecheck layers guards pytest postgres-binaries bench bench-quick clean
+.PHONY: install reinstall demo test check lint typecheck layers guards pytest postgres-binaries bench bench-quick soak clean
 
 install: $(STAMP)
 
@@ -64,6 +64,10 @@ bench: reinstall postgres-binaries
 
 bench-quick: reinstall postgres-binaries
 	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
+
+# The kill -9 soak of transactional writes (issue 10) at full size: 60 kills.
+soak: reinstall postgres-binaries
+	RE_SOAK_KILLS=60 $(BIN)/python -P -m pytest -q -p no:cacheprovider tests/test_transactions_kill.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

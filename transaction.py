@@ -181,14 +181,14 @@ class Transaction:
 
         try:
             self._store_tx.commit(queue_events if events else None)
-        except ReactiveEntitiesError:
-            self._end("rolled back")
-            raise
-        except Exception as error:
-            self._end("rolled back")
+        except BaseException as error:
+            self._abandon()
+            if isinstance(error, ReactiveEntitiesError) or not isinstance(error, Exception):
+                raise
+            first = f" (first: change {events[0].change_id} of {events[0].kind}:" if events else ""
             raise StoreError(
                 f"could not commit {len(events)} change(s)"
-                + (f" (first: {events[0].change_id})" if events else "")
+                + (f"{first}{events[0].entity_id})" if events else "")
             ) from error
         self._end("committed")
         delivery.drain(events, owned)
@@ -196,8 +196,12 @@ class Transaction:
     def rollback(self) -> None:
         """Discard every change recorded in this transaction; nothing is delivered.
         The application's statements on :attr:`connection` are rolled back too."""
-        if self._state != "open":
-            return
+        if self._state == "open":
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """Roll the store's transaction back (idempotent there: a no-op once it ended,
+        so a store whose failed commit did not end itself still releases its locks)."""
         try:
             self._store_tx.rollback()
         finally:

@@ -379,7 +379,7 @@ class EntityStoreContract:
         with store.begin() as tx:
             tx.lock(KIND, "e-1")
             tx.record(make_plan(KIND, "e-1", None, _doc()))
-            assert store.transitions(KIND, "e-1") == ()
+            assert list(store.transitions(KIND, "e-1")) == []
             assert store.latest_change(KIND, "e-1") is None
             tx.commit()
         assert len(store.transitions(KIND, "e-1")) == 3
@@ -391,8 +391,8 @@ class EntityStoreContract:
             tx.lock(KIND, "e-2")
             tx.record(make_plan(KIND, "e-1", None, _doc()))
             tx.record(make_plan(KIND, "e-2", None, _doc()))
-        assert store.transitions(KIND, "e-1") == ()
-        assert store.transitions(KIND, "e-2") == ()
+        assert list(store.transitions(KIND, "e-1")) == []
+        assert list(store.transitions(KIND, "e-2")) == []
         done = threading.Event()
 
         def again() -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 
-from reactive_entities import ChangeEvent, Engine, compose
+import pytest
+
+from reactive_entities import ChangeEvent, Engine, InvalidArgumentError, StoreError, compose
 from reactive_entities.adapters.memory import (
     InMemoryEntityStore,
     InMemorySecretRegistry,
@@ -56,6 +60,57 @@ def test_every_adapter_can_be_replaced() -> None:
     assert emitter.sent == subscribed
     assert emitter.sent[0].occurred_at == datetime(2030, 1, 1, tzinfo=UTC)
     assert store.changes_recorded == 1
+
+
+def test_an_injected_clock_stamps_the_changes() -> None:
+    """Without a store, compose.in_memory(clock=...) builds the store on that clock."""
+    clock = ManualClock(datetime(2031, 5, 6, tzinfo=UTC))
+    with compose.in_memory(clock=clock) as engine:
+        handle, storage = define_incidents(engine)
+        handle.mutate("i", storage.put("i", Incident("open", "low")))
+        assert {r.transitioned_at for r in handle.history("i")} == {clock.now()}
+        assert engine.store.now() == clock.now()
+
+
+def test_in_memory_lock_timeout_bounds_the_wait() -> None:
+    """A write waiting past ``lock_timeout`` for an entity gets StoreError naming it."""
+    with compose.in_memory(lock_timeout=timedelta(milliseconds=100)) as engine:
+        handle, storage = define_incidents(engine)
+        failures: list[tuple[StoreError, float]] = []
+
+        def contend() -> None:
+            started = time.monotonic()
+            try:
+                handle.mutate("i", storage.put("i", Incident("open", "high")))
+            except StoreError as error:
+                failures.append((error, time.monotonic() - started))
+
+        with engine.transaction() as tx:
+            handle.mutate("i", storage.put("i", Incident("open", "low")), tx=tx)
+            thread = threading.Thread(target=contend)
+            thread.start()
+            thread.join(timeout=10)
+        [(error, waited)] = failures
+        assert "incident:i" in str(error)
+        assert waited >= 0.09
+        assert handle.get("i") == Incident("open", "low")
+        assert len(handle.history("i", field="severity")) == 1
+
+
+@pytest.mark.parametrize("bad", [timedelta(0), timedelta(seconds=-1), 5, 0.5, None], ids=repr)
+def test_lock_timeout_must_be_a_positive_timedelta(bad: object) -> None:
+    """Both compositions reject a lock_timeout that is not a positive timedelta, at once."""
+    with pytest.raises(InvalidArgumentError, match="lock_timeout"):
+        compose.in_memory(lock_timeout=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError, match="lock_timeout"):
+        compose.postgres("host=/nonexistent", lock_timeout=bad)  # type: ignore[arg-type]
+
+
+def test_postgres_lock_timeout_reaches_the_store(pg_dsn: str, pg_schema: str) -> None:
+    """compose.postgres(lock_timeout=...) configures the store's bound on lock waits."""
+    wait = timedelta(milliseconds=250)
+    with compose.postgres(pg_dsn, schema=pg_schema, lock_timeout=wait) as engine:
+        assert getattr(engine.store, "lock_timeout", None) == wait
 
 
 def test_failing_custom_emitter_does_not_fail_the_write() -> None:

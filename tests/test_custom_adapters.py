@@ -5,17 +5,79 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 
 import pytest
 
-from reactive_entities import ChangeRecord, TransitionRecord, compose
+from reactive_entities import (
+    ChangeEvent,
+    ChangeRecord,
+    InvalidArgumentError,
+    Plan,
+    StoreError,
+    TransitionRecord,
+    compose,
+)
 from reactive_entities.adapters.memory import ManualClock
-from reactive_entities.domain.events import Change
-from reactive_entities.ports import Clock, EntityStore
+from reactive_entities.ports import Clock, EntityStore, StoreTransaction
 from reactive_entities.testing import EntityStoreContract
 from reactive_entities.testing.examples import Incident, define_incidents
+
+
+class ListTransaction:
+    """One write on a ``ListStore``: entity locks held until it ends, plans kept until
+    commit appends them."""
+
+    connection = None  # no database
+
+    def __init__(self, store: ListStore) -> None:
+        self.store = store
+        self.stamps: dict[tuple[str, str], datetime] = {}  # the entities locked
+        self.plans: list[Plan] = []
+        self.ended = False
+
+    def lock(self, kind: str, entity_id: str) -> datetime:
+        key = (kind, entity_id)
+        if self.ended:
+            raise InvalidArgumentError("the transaction has ended")
+        if key not in self.stamps:
+            if not self.store.lock_for(key).acquire(timeout=30):
+                raise StoreError(f"timed out waiting for the lock of {kind}:{entity_id}")
+            previous = [c.occurred_at for c in self.store.changes[key]]
+            self.stamps[key] = max([self.store.clock.now(), *previous])
+        return self.stamps[key]
+
+    def record(self, plan: Plan) -> datetime:
+        stamp = self.stamps.get((plan.kind, plan.entity_id))
+        if stamp is None or self.ended:
+            raise InvalidArgumentError("record needs the entity locked in a live transaction")
+        self.plans.append(plan)
+        return stamp
+
+    def commit(self, then: Callable[[], None] | None = None) -> None:
+        if self.ended:
+            raise InvalidArgumentError("the transaction has ended")
+        try:
+            for plan in self.plans:
+                self.store.append(plan, self.stamps[plan.kind, plan.entity_id])
+            if then is not None:
+                then()
+        finally:
+            self.rollback()  # now only unlocks: the plans are appended
+
+    def rollback(self) -> None:
+        if not self.ended:
+            self.ended = True
+            for key in self.stamps:
+                self.store.lock_for(key).release()
+
+    def __enter__(self) -> ListTransaction:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.rollback()
 
 
 class ListStore:
@@ -28,33 +90,39 @@ class ListStore:
         self.locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self.mutex = threading.Lock()
 
-    def record(self, change: Change) -> datetime:
-        e = change.event
+    def begin(self, connection: object = None) -> ListTransaction:
+        if connection is not None:
+            raise InvalidArgumentError("ListStore has no connections")
+        return ListTransaction(self)
+
+    def reader(self) -> nullcontext[None]:
+        return nullcontext()  # ``read`` gets no connection
+
+    def lock_for(self, key: tuple[str, str]) -> threading.Lock:
         with self.mutex:
-            at = self.clock.now()
-            self.changes[e.kind, e.entity_id].append(
+            return self.locks[key]
+
+    def append(self, p: Plan, at: datetime) -> None:
+        key = (p.kind, p.entity_id)
+        with self.mutex:
+            self.changes[key].append(
                 ChangeRecord(
-                    e.kind, e.entity_id, e.op, e.change_id, at, e.changed_fields, e.actor, e.run_id
+                    p.kind, p.entity_id, p.op, p.change_id, at, p.changed_fields, p.actor, p.run_id
                 )
             )
-            for t in change.transitions:
-                self.rows[e.kind, e.entity_id].append(
+            for t in p.transitions:
+                self.rows[key].append(
                     TransitionRecord(
-                        e.kind,
-                        e.entity_id,
+                        p.kind,
+                        p.entity_id,
                         t.field,
                         t.from_value,
                         t.to_value,
                         t.masked,
-                        e.change_id,
+                        p.change_id,
                         at,
                     )
                 )
-        return at
-
-    def lock(self, kind: str, entity_id: str) -> threading.Lock:
-        with self.mutex:
-            return self.locks[kind, entity_id]
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -98,17 +166,22 @@ class ListStore:
             for r in self.rows[kind, entity_id]
             if (field is None or r.field == field) and (since is None or r.transitioned_at >= since)
         ]
-        return rows if limit is None else rows[len(rows) - limit :] if limit else []
+        if limit is not None:
+            rows = rows[len(rows) - limit :] if limit else []
+        return tuple(rows)  # the shipped contract compares an empty answer with ()
 
     def close(self) -> None:
         pass
 
 
 def test_list_store_satisfies_the_port_structurally() -> None:
-    """The protocol needs no inheritance: a plain class is an EntityStore."""
+    """The protocols need no inheritance: plain classes are a store and its transaction."""
     store: EntityStore = ListStore(ManualClock())
     assert isinstance(store, EntityStore)
     assert EntityStore not in ListStore.__mro__
+    with store.begin() as tx:
+        assert isinstance(tx, StoreTransaction)
+    assert StoreTransaction not in ListTransaction.__mro__
 
 
 class TestListStore(EntityStoreContract):
@@ -124,7 +197,7 @@ def test_engine_runs_on_the_custom_store() -> None:
     """compose.in_memory(store=...) wires the custom store into a working engine."""
     clock = ManualClock()
     store = ListStore(clock)
-    with compose.in_memory(store=store, clock=clock) as engine:
+    with compose.in_memory(store=store) as engine:
         handle, storage = define_incidents(engine)
         handle.mutate("i", storage.put("i", Incident("open", "low")))
         clock.advance(timedelta(minutes=1))
@@ -132,3 +205,28 @@ def test_engine_runs_on_the_custom_store() -> None:
         assert [r.to_value for r in handle.history("i", field="status")] == ["open", "resolved"]
         assert handle.in_state_for("i", "status") == timedelta(0)
         assert handle.transition_count("i", "status", window=timedelta(minutes=1)) == 2
+
+
+def test_engine_transactions_run_on_the_custom_store() -> None:
+    """On the custom store a transaction delivers all writes at commit, none on rollback."""
+    store = ListStore(ManualClock())
+    with compose.in_memory(store=store) as engine:
+        handle, storage = define_incidents(engine)
+        events: list[ChangeEvent] = []
+        engine.subscribe(events.append)
+        with engine.transaction() as tx:
+            handle.mutate("a", storage.put("a", Incident("open", "low")), tx=tx)
+            handle.mutate("b", storage.put("b", Incident("open", "high")), tx=tx)
+            assert events == []
+            assert store.changes["incident", "a"] == []
+        assert [e.entity_id for e in events] == ["a", "b"]
+
+        def resolve_then_fail() -> None:
+            with engine.transaction() as tx:
+                handle.mutate("a", storage.patch("a", status="resolved"), tx=tx)
+                raise RuntimeError("undo")
+
+        with pytest.raises(RuntimeError, match="undo"):
+            resolve_then_fail()
+        assert len(events) == 2
+        assert [c.op for c in store.changes["incident", "a"]] == ["create"]

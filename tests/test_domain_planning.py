@@ -102,8 +102,7 @@ def test_the_same_instant_in_another_time_zone_is_a_no_op() -> None:
 
 
 def test_the_plan_carries_the_given_identity() -> None:
-    """Kind, id, run, change id and actor are carried verbatim; the time is the store's,
-    given to ``event`` (the plan carries none)."""
+    """Kind, id, run, change id and actor pass verbatim; ``event(at)`` adds the store's time."""
     actor = Actor.user("u-1", "Ada")
     plan = plan_for(None, {"a": 1}, actor=actor, run_id="run-7")
     assert plan is not None

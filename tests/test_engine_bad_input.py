@@ -25,8 +25,9 @@ from reactive_entities import (
     UnknownKindError,
     compose,
 )
-from reactive_entities.adapters.memory import InMemoryEntityStore
-from reactive_entities.domain.events import Change
+from reactive_entities.adapters.memory import InMemoryEntityStore, ManualClock
+from reactive_entities.adapters.memory.store import MemoryTransaction
+from reactive_entities.domain.events import Plan
 from reactive_entities.testing.examples import Incident, define_incidents
 from reactive_entities.testing.plugin import DictStorage
 
@@ -34,14 +35,41 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 class FlakyStore(InMemoryEntityStore):
-    """A memory store whose ``record`` fails while ``down`` is set (a store outage)."""
+    """A memory store whose transactions fail at the step ``down`` names (an outage)."""
 
-    down = False
+    down: str | None = None
 
-    def record(self, change: Change) -> datetime:
-        if self.down:
+    def begin(self, connection: Any = None) -> MemoryTransaction:
+        return FlakyTransaction(self)
+
+
+class FlakyTransaction(MemoryTransaction):
+    """A memory transaction that fails ``lock``, ``record`` or ``commit`` on demand; a
+    failed commit still ends the transaction, as the port asks."""
+
+    def __init__(self, store: FlakyStore) -> None:
+        super().__init__(store)
+        self.flaky = store
+
+    def _fail_at(self, step: str) -> None:
+        if self.flaky.down == step:
             raise ConnectionRefusedError("store unreachable")
-        return super().record(change)
+
+    def lock(self, kind: str, entity_id: str) -> datetime:
+        self._fail_at("lock")
+        return super().lock(kind, entity_id)
+
+    def record(self, plan: Plan) -> datetime:
+        self._fail_at("record")
+        return super().record(plan)
+
+    def commit(self, then: Callable[[], None] | None = None) -> None:
+        try:
+            self._fail_at("commit")
+        except ConnectionRefusedError:
+            self.rollback()
+            raise
+        super().commit(then)
 
 
 @attrs.define
@@ -58,7 +86,7 @@ class World:
 @pytest.fixture
 def world() -> Iterator[World]:
     """The world."""
-    store = FlakyStore()
+    store = FlakyStore(ManualClock(T0), lock_timeout=timedelta(seconds=1))
     with compose.in_memory(store=store) as engine:
         handle, storage = define_incidents(engine)
         events: list[ChangeEvent] = []
@@ -156,27 +184,39 @@ def test_spec_12_invalid_state_and_none(world: World) -> None:
     assert world.events == []
 
 
-def test_spec_12_store_unreachable(world: World) -> None:
+@pytest.mark.parametrize(
+    ("step", "message"),
+    [
+        ("lock", "could not lock incident:inc-1"),
+        ("record", "could not record a change of incident:inc-1"),
+        ("commit", "could not commit 1 change"),
+    ],
+)
+def test_spec_12_store_unreachable(world: World, step: str, message: str) -> None:
     """SPEC §12: store unreachable → StoreError with the cause, nothing emitted, then recovery."""
-    world.store.down = True
-    with pytest.raises(StoreError, match="incident:inc-1") as caught:
+    world.store.down = step
+    with pytest.raises(StoreError, match=message) as caught:
         world.handle.mutate("inc-1", world.storage.put("inc-1", Incident("open", "low")))
     assert isinstance(caught.value.__cause__, ConnectionRefusedError)
     assert world.events == []
-    world.store.down = False
+    assert world.store.changes_recorded == 0
+    world.store.down = None
     world.storage.rows.clear()
     world.handle.mutate("inc-1", world.storage.put("inc-1", Incident("open", "low")))
     assert [e.op for e in world.events] == ["create"]
 
 
-def test_store_failure_releases_the_entity_lock(world: World) -> None:
-    """After a failed record the entity's lock is free again."""
-    world.store.down = True
+@pytest.mark.parametrize("step", ["lock", "record", "commit"])
+def test_store_failure_releases_the_entity_lock(world: World, step: str) -> None:
+    """After a failed lock, record or commit the entity is free again (store and thread)."""
+    world.store.down = step
     with pytest.raises(StoreError):
         world.handle.mutate("inc-1", world.storage.put("inc-1", Incident("open", "low")))
-    lock = world.store.lock("incident", "inc-1")
-    assert lock.__enter__() is not False
-    lock.__exit__(None, None, None)
+    world.store.down = None
+    with world.store.begin() as tx:  # a held lock would time out (the fixture's 1 s)
+        assert tx.lock("incident", "inc-1") == world.store.now()
+    world.handle.mutate("inc-1", world.storage.put("inc-1", Incident("resolved", "low")))
+    assert [e.entity_id for e in world.events] == ["inc-1"]
 
 
 @pytest.mark.parametrize(

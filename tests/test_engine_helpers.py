@@ -17,14 +17,14 @@ from reactive_entities import (
     write_through,
 )
 from reactive_entities import compose as compose_module
-from reactive_entities.testing.builders import make_change
+from reactive_entities.testing.builders import make_plan
 from reactive_entities.testing.examples import Incident, define_incidents
 
 T = __import__("datetime").datetime(2024, 1, 1, tzinfo=__import__("datetime").UTC)
 
 
 def _event(kind: str = "incident", run_id: str | None = None) -> ChangeEvent:
-    return make_change(kind, "inc-1", None, {"status": "open"}, at=T, run_id=run_id).event
+    return make_plan(kind, "inc-1", None, {"status": "open"}, run_id=run_id).event(T)
 
 
 @pytest.fixture

@@ -22,6 +22,10 @@ from reactive_entities.testing.examples import Incident, define_incidents
 SECRET = "correct-horse-battery"
 
 
+def _failing_apply() -> Incident:
+    raise RuntimeError("apply failed")
+
+
 def test_logging_emitter_one_structured_masked_record(caplog: pytest.LogCaptureFixture) -> None:
     """log_events=True: one INFO record per change, carrying the masked event dict."""
     with (
@@ -59,7 +63,7 @@ def test_logging_emitter_is_silent_when_level_disabled(caplog: pytest.LogCapture
 def test_logged_decorators_log_calls_with_durations_and_no_values(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Logged* wrappers log each port call at DEBUG with its duration, never a value."""
+    """Logged* wrappers log each port and transaction call at DEBUG, timed, never a value."""
     logger = logging.getLogger("test.calls")
     store = LoggedStore(InMemoryEntityStore(), logger)
     secrets = LoggedSecretRegistry(InMemorySecretRegistry(), logger)
@@ -73,12 +77,17 @@ def test_logged_decorators_log_calls_with_durations_and_no_values(
         handle, storage = define_incidents(engine)
         engine.secrets.register("run-1", [SECRET])
         handle.mutate("i", storage.put("i", Incident("open", "low", SECRET)), run_id="run-1")
+        with pytest.raises(RuntimeError, match="apply failed"):
+            handle.mutate("i", _failing_apply)
         handle.history("i")
         handle.transition_count("i", "status", window=__import__("datetime").timedelta(1))
     messages = [r.getMessage() for r in caplog.records if r.name == "test.calls"]
     assert any(m.startswith("secrets.register run=run-1 values=1 ok in") for m in messages)
-    assert any(m.startswith("store.lock acquire incident:i ok in") for m in messages)
+    assert any(m.startswith("store.begin ok in") for m in messages)
+    assert any(m.startswith("store.lock incident:i ok in") for m in messages)
     assert any(m.startswith("store.record create incident:i rows=5 ok in") for m in messages)
+    assert any(m.startswith("store.commit ok in") for m in messages)
+    assert any(m.startswith("store.rollback ok in") for m in messages)
     assert any(m.startswith("emitter.emit create incident:i ok in") for m in messages)
     assert any(m.startswith("store.transitions incident:i ok") for m in messages)
     assert any(m.startswith("store.count_transitions incident:i.status ok") for m in messages)

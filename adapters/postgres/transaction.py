@@ -73,6 +73,7 @@ class PostgresTransaction(StoreTransaction):
         "_locked",
         "_pending",
         "_restore_autocommit",
+        "_returned",
         "_store",
     )
 
@@ -84,6 +85,7 @@ class PostgresTransaction(StoreTransaction):
         self._ended = False
         self._began = False
         self._restore_autocommit = False
+        self._returned = False
         if connection is None:
             self._joined = False
             self._conn = store._getconn()
@@ -184,10 +186,11 @@ class PostgresTransaction(StoreTransaction):
         store._putconn(self._conn)
         try:
             store._recover()
+            self._conn = store._getconn()
         except psycopg.Error as down:
-            self._conn = store._getconn()  # fails too when the server is down: that error
+            self._ended = True
+            self._returned = True  # the old connection is back in the pool already
             raise StoreError("the database is unreachable") from down
-        self._conn = store._getconn()
 
     def record(self, plan: Plan) -> datetime:
         """Encode the plan for the commit; returns the stamp fixed by ``lock``."""
@@ -220,7 +223,7 @@ class PostgresTransaction(StoreTransaction):
             with conn.pipeline():
                 for _, params in self._pending:
                     conn.execute(record, params, prepare=True)
-                conn.execute(b"COMMIT")
+                ended = conn.execute(b"COMMIT")
         except psycopg.Error as error:
             if conn.broken or conn.closed:
                 self._settle_lost_commit(error)
@@ -236,6 +239,13 @@ class PostgresTransaction(StoreTransaction):
                 )
                 + (f" and {len(self._pending) - 1} more" if len(self._pending) > 1 else "")
             ) from error
+        if ended.statusmessage != "COMMIT":
+            # An earlier statement failed (the application caught its error): PostgreSQL
+            # answers COMMIT of an aborted transaction with ROLLBACK, silently.
+            raise StoreError(
+                "the transaction was aborted by an earlier failed statement, so PostgreSQL "
+                "rolled it back: nothing of it was committed"
+            )
 
     def _settle_lost_commit(self, error: psycopg.Error) -> None:
         """The connection failed while committing: find out, for sure, what happened."""
@@ -298,7 +308,8 @@ class PostgresTransaction(StoreTransaction):
                 store._local.release(key, token)
         finally:
             conn = self._conn
-            if not self._joined:
+            if not self._joined and not self._returned:
+                self._returned = True
                 store._putconn(conn)
             elif self._restore_autocommit and not conn.closed:
                 with suppress(psycopg.Error):  # it is idle by now: this cannot fail
