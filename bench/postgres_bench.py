@@ -24,6 +24,17 @@ Mutate scenarios (IDS = 500, N = 5,000; client 0 for the 1-client ones):
   the fewest round trips that sequence can take (3, against the library's 4).
 * (x, extra) (d2) from 8 threads.
 
+Round-2 scenarios (BENCHMARKS.md §4), on a second engine over the same schema whose kind
+``it`` has ``read(ids, connection)``: the plugin's ``SELECT`` on the connection it is
+given (``tx.connection`` inside a transaction).
+
+* (t) ``with engine.transaction() as tx: handle.mutate(eid, apply, tx=tx)``; ``apply``
+  runs the plugin's upsert on ``tx.connection``, inside the transaction.
+* (t8) (t) from 8 threads, shared out as in (b).
+* (t100) one transaction of 100 mutates over 100 distinct entities (100 consecutive
+  mutations of the plan), repeated; (t1x100) the same batches, one transaction per
+  mutate. Their latency samples are one per batch: its time over its 100 mutates.
+
 Every plugin connection and the baselines' pool are autocommit and use prepared
 statements, like the library. Every timed run starts from the same reset (untimed).
 
@@ -58,6 +69,7 @@ from reactive_entities.adapters.postgres.keys import EntityKeys
 from reactive_entities.adapters.postgres.queries import Queries
 from reactive_entities.engine import Engine, EntityHandle
 from reactive_entities.testing.postgres_server import PostgresServer
+from reactive_entities.transaction import Transaction
 
 IDS = 500
 N = 5_000
@@ -70,6 +82,10 @@ QUERY_SIZES = (10_000, 100_000, 1_000_000)
 WINDOW = timedelta(minutes=30)
 TARGET_FACTOR = 1.5
 FLOOR_TARGET = 1.25
+#: Round 2 (§4): time per op of (t) over (y)'s, and (t100) ops/s over (t1x100)'s.
+TX_FLOOR_TARGET = 1.0
+BATCH_TARGET = 4.0
+BATCH = 100
 QUERY_TARGET = 1.2
 FLAT_TARGET = 0.20
 
@@ -87,17 +103,31 @@ QUERY_REFERENCE = {
 }
 RAW_REFERENCE_MEDIAN = (210.0, 330.0)
 
-SCENARIOS = ("a", "d1", "d2", "y", "y_pipelined", "b", "x")
+SCENARIOS = ("a", "d1", "d2", "y", "y_pipelined", "t", "t1x100", "t100", "b", "x", "t8")
 SCENARIO_TEXT = {
     "a": "library `mutate`, 1 client, locking on",
     "d1": "bare upsert, autocommit",
     "d2": "upsert + 2-row insert, one transaction",
     "y": "hand-written floor: read; upsert; begin; insert; commit",
     "y_pipelined": "(y) with begin/insert/commit pipelined",
+    "t": "`mutate` in `engine.transaction()`, read + upsert on `tx.connection`",
+    "t1x100": "(t) in batches of 100, one transaction per mutate",
+    "t100": "(t) in batches of 100, one transaction per batch",
     "b": "library `mutate`, 8 clients",
     "x": "(d2), 8 clients",
+    "t8": "(t), 8 clients",
 }
-CLIENT_COUNT = {"a": 1, "d1": 1, "d2": 1, "y": 1, "y_pipelined": 1, "b": CLIENTS, "x": CLIENTS}
+CLIENT_COUNT = {name: CLIENTS if name in ("b", "x", "t8") else 1 for name in SCENARIOS}
+#: The library's scenarios: they record 2 transition rows and 1 event per mutate.
+LIBRARY = frozenset({"a", "b", "t", "t8", "t1x100", "t100"})
+#: Those whose plugin upsert commits with the library's change rows (``tx.connection``).
+TRANSACTIONAL = frozenset({"t", "t8", "t1x100", "t100"})
+#: Scenarios timed batch by batch (``BATCH`` mutations per batch).
+BATCHED = frozenset({"t1x100", "t100"})
+#: The reference figure each scenario is compared with (§4: the transactional mutate
+#: against the reference's mutate); a target of 1.5× its top where marked.
+REFERENCE_OF = {"a": "a", "b": "b", "d1": "d1", "d2": "d2", "t": "a", "t8": "b"}
+TARGETED = frozenset({"a", "b", "t", "t8"})
 
 # -- the plugin's SQL and the reference's tables (§3.7) --------------------------------
 
@@ -204,6 +234,21 @@ def _transition_params(eid: str, prev: dict[str, Any], changes: dict[str, Any]) 
     return params
 
 
+def read_on(ids: Sequence[str], connection: psycopg.Connection[Any]) -> dict[str, It]:
+    """``read(ids, connection)``: the plugin's ``SELECT`` on the connection given (the
+    transaction's inside one), the rows mapped to ``It``."""
+    rows = connection.execute(READ, (list(ids),), prepare=True).fetchall()
+    return {row[0]: It(*row[1:]) for row in rows}
+
+
+def upsert_on(connection: psycopg.Connection[Any], eid: str, state: dict[str, Any]) -> It:
+    """The plugin's upsert on ``connection`` (``tx.connection``: not autocommit, inside
+    the transaction); the returned row mapped back to ``It``."""
+    row = connection.execute(UPSERT, _row_params(eid, state), prepare=True).fetchone()
+    assert row is not None
+    return It(*row[1:])
+
+
 class Plugin:
     """The benchmark plugin on one autocommit connection: its read and its upsert."""
 
@@ -245,7 +290,9 @@ class PgRun:
         return self.ops / self.seconds
 
 
+Op = tuple[str, dict[str, Any]]
 Step = Callable[[str, dict[str, Any]], object]
+BatchStep = Callable[[Sequence[Op]], object]
 
 
 class Bench:
@@ -265,6 +312,13 @@ class Bench:
         self.plugins = [Plugin(self._connect()) for _ in range(CLIENTS)]
         self._local = threading.local()
         self.handle: EntityHandle[It] = self.engine.define_entity(KIND, It, read=self._read)
+        # The round-2 scenarios' engine: same schema, kind ``it`` with a read that takes
+        # the connection (one engine cannot define a kind twice).
+        self.tx_engine: Engine = compose.postgres(
+            dsn, schema=SCHEMA, pool_size=CLIENTS + 2, migrate=False
+        )
+        self.tx_engine.subscribe(self._on_event)
+        self.tx_handle: EntityHandle[It] = self.tx_engine.define_entity(KIND, It, read=read_on)
         self.pool = ConnectionPool(
             dsn,
             min_size=CLIENTS,
@@ -296,7 +350,8 @@ class Bench:
         return plugin
 
     def close(self) -> None:
-        """Close every connection and the engine; drop what the bench created."""
+        """Close every connection and the engines; drop what the bench created."""
+        self.tx_engine.close()
         self.engine.close()
         self.pool.close()
         for plugin in self.plugins:
@@ -349,6 +404,17 @@ class Bench:
         matching = sum(
             1 for row in rows if dict(zip(FIELDS, row[1:], strict=True)) == self.current[row[0]]
         )
+        # Plugin rows written by the transaction that recorded the entity's last change
+        # (same xmin): every touched entity in the transactional scenarios, none else.
+        together = self.admin.execute(
+            sql.SQL(
+                "SELECT count(*) FROM it_entities AS e JOIN ("
+                "SELECT DISTINCT ON (entity_id) entity_id, xmin AS x FROM {} "
+                "WHERE kind = %s ORDER BY entity_id, position DESC"
+                ") AS c ON c.entity_id = e.id WHERE e.xmin = c.x"
+            ).format(sql.Identifier(SCHEMA, "changes")),
+            (KIND,),
+        ).fetchone()
         return {
             "changes": self.count(sql.Identifier(SCHEMA, "changes")),
             "transitions": self.count(sql.Identifier(SCHEMA, "transitions")),
@@ -356,6 +422,7 @@ class Bench:
             "it_entities": len(rows),
             "rows_matching_mirror": matching,
             "events": len(self.events),
+            "rows_committed_with_change": int(together[0]) if together else -1,
         }
 
     # -- the scenarios' steps (one per client, built in the client's thread) -------------
@@ -377,6 +444,15 @@ class Bench:
                 return mutate(eid, apply)
 
             return library
+        if scenario in ("t", "t8"):
+            transactional = self._transactional_mutate()
+            begin = self.tx_engine.transaction
+
+            def in_transaction(eid: str, changes: dict[str, Any]) -> object:
+                with begin() as tx:
+                    return transactional(eid, changes, tx)
+
+            return in_transaction
         upsert_row = plugin.upsert_row
         if scenario == "d1":
 
@@ -436,6 +512,46 @@ class Bench:
             return floor_pipelined
         raise ValueError(f"unknown scenario {scenario!r}")
 
+    def _transactional_mutate(self) -> Callable[[str, dict[str, Any], Transaction], It]:
+        """``tx_handle.mutate(eid, apply, tx=tx)``, ``apply`` upserting on
+        ``tx.connection`` (read there, lazily: the library sends ``BEGIN`` with its lock)."""
+        mutate = self.tx_handle.mutate
+        current = self.current
+
+        def transactional(eid: str, changes: dict[str, Any], tx: Transaction) -> It:
+            def apply() -> It:
+                nxt = {**current[eid], **changes}
+                current[eid] = nxt
+                return upsert_on(tx.connection, eid, nxt)
+
+            return mutate(eid, apply, tx=tx)
+
+        return transactional
+
+    def batch_step(self, scenario: str) -> BatchStep:
+        """The per-batch work of (t100) (one transaction) or (t1x100) (one per mutate)."""
+        transactional = self._transactional_mutate()
+        begin = self.tx_engine.transaction
+        if scenario == "t100":
+
+            def together(ops: Sequence[Op]) -> object:
+                with begin() as tx:
+                    for eid, changes in ops:
+                        transactional(eid, changes, tx)
+                return None
+
+            return together
+        if scenario == "t1x100":
+
+            def apart(ops: Sequence[Op]) -> object:
+                for eid, changes in ops:
+                    with begin() as tx:
+                        transactional(eid, changes, tx)
+                return None
+
+            return apart
+        raise ValueError(f"unknown batched scenario {scenario!r}")
+
     def run(self, scenario: str, plan: list[tuple[str, dict[str, Any]]]) -> PgRun:
         """Reset, then time ``scenario`` over ``plan`` with its number of clients."""
         self.reset()
@@ -446,7 +562,14 @@ class Bench:
         latencies: list[list[float]] = [[] for _ in range(clients)]
         errors: list[BaseException] = []
         gc.collect()
-        if clients == 1:
+        if scenario in BATCHED:
+            batches = _batches(plan)
+            batch_step = self.batch_step(scenario)
+            self.use_plugin(0)
+            started = time.perf_counter()
+            _batch_loop(batch_step, batches, latencies[0])
+            seconds = time.perf_counter() - started
+        elif clients == 1:
             step = self.step(scenario, 0)
             started = time.perf_counter()
             _client_loop(step, shares[0], latencies[0])
@@ -488,6 +611,26 @@ def _client_loop(step: Step, ops: list[tuple[str, dict[str, Any]]], out: list[fl
         append((clock() - started) * 1e6)
 
 
+def _batches(plan: Sequence[Op]) -> list[Sequence[Op]]:
+    """``plan`` cut into runs of ``BATCH`` consecutive mutations, each over distinct
+    entities (§3.5's order guarantees it when ``BATCH`` divides IDS)."""
+    batches = [plan[i : i + BATCH] for i in range(0, len(plan), BATCH)]
+    for batch in batches:
+        if len({eid for eid, _ in batch}) != len(batch):
+            raise ValueError(f"a batch of {len(batch)} mutations repeats an entity")
+    return batches
+
+
+def _batch_loop(step: BatchStep, batches: list[Sequence[Op]], out: list[float]) -> None:
+    """One latency sample per batch: its time over its number of mutations."""
+    clock = time.perf_counter
+    append = out.append
+    for batch in batches:
+        started = clock()
+        step(batch)
+        append((clock() - started) * 1e6 / len(batch))
+
+
 def _utc(conn: psycopg.Connection[Any]) -> None:
     # The library's own connection setting, so raw and library sessions match.
     conn.execute("SET TimeZone TO 'UTC'")
@@ -525,33 +668,47 @@ def postgres_section(bench: Bench, quick: bool, rounds: int) -> tuple[dict[str, 
             "latency": latency_summary([us for r in runs for us in r.latencies_us]),
             "counts": runs[-1].counts,
         }
-        if name in REFERENCE:
-            low, high = REFERENCE[name]
+        if name in REFERENCE_OF:
+            reference = REFERENCE_OF[name]
+            low, high = REFERENCE[reference]
+            entry["reference"] = reference
             entry["reference_ops_per_s"] = {"min": low, "max": high}
             entry["ratio_vs_reference_mid"] = ops["median"] / ((low + high) / 2)
-            if name in ("a", "b"):
+            if name in TARGETED:
                 entry["target_ops_per_s"] = TARGET_FACTOR * high
                 entry["meets_target"] = ops["median"] >= TARGET_FACTOR * high
         section["scenarios"][name] = entry
-    for floor in ("y", "y_pipelined"):
-        # Time per op of (a) over the floor's, round by round (the rounds share noise).
-        per_round = [
-            y.ops_per_s / a.ops_per_s for a, y in zip(results["a"], results[floor], strict=True)
-        ]
-        section[f"a_over_{floor}"] = median_range(per_round)
-    section["a_over_y"]["target"] = FLOOR_TARGET
-    section["a_over_y"]["meets_target"] = section["a_over_y"]["median"] <= FLOOR_TARGET
+    # Time per op of a scenario over a floor's (= the floor's ops/s over its), and
+    # (t100)'s ops/s over (t1x100)'s, round by round (the rounds share noise).
+    for name, floor in (("a", "y"), ("a", "y_pipelined"), ("t", "y"), ("t", "y_pipelined")):
+        section[f"{name}_over_{floor}"] = _per_round(results[floor], results[name])
+    section["t100_over_t1x100"] = _per_round(results["t100"], results["t1x100"])
+    for key, target in (("a_over_y", FLOOR_TARGET), ("t_over_y", TX_FLOOR_TARGET)):
+        section[key]["target"] = target
+        section[key]["meets_target"] = section[key]["median"] <= target
+    batch = section["t100_over_t1x100"]
+    batch["target"] = BATCH_TARGET
+    batch["meets_target"] = batch["median"] >= BATCH_TARGET
     section["markdown"] = postgres_markdown(section)
     return section, check_postgres_counts(section)
 
 
+def _per_round(numerators: list[PgRun], denominators: list[PgRun]) -> dict[str, float]:
+    """Median (min–max) over the rounds of one ops/s over another's."""
+    return median_range(
+        [n.ops_per_s / d.ops_per_s for n, d in zip(numerators, denominators, strict=True)]
+    )
+
+
 def check_postgres_counts(section: dict[str, Any]) -> list[str]:
-    """Rows and events every scenario must leave behind."""
+    """Rows and events every scenario must leave behind: the library's (round 1's and
+    the transactional ones) 1 change, 2 transition rows and 1 event per mutate; in the
+    transactional ones, every touched plugin row committed with its last change."""
     n = section["n_mutations"]
     ids = section["ids"]
     problems = []
     for name, entry in section["scenarios"].items():
-        library = name in ("a", "b")
+        library = name in LIBRARY
         expect = {
             "it_entities": ids,
             "rows_matching_mirror": ids,
@@ -559,6 +716,7 @@ def check_postgres_counts(section: dict[str, Any]) -> list[str]:
             "transitions": 2 * n if library else 0,
             "events": n if library else 0,
             "entity_transitions": 0 if library or name == "d1" else 2 * n,
+            "rows_committed_with_change": min(n, ids) if name in TRANSACTIONAL else 0,
         }
         for key, want in expect.items():
             got = entry["counts"].get(key)
@@ -579,6 +737,8 @@ def postgres_markdown(section: dict[str, Any]) -> str:
     for name, e in section["scenarios"].items():
         ref = e.get("reference_ops_per_s")
         ref_text = f"{ref['min']:,.0f}–{ref['max']:,.0f}" if ref else "–"
+        if ref and e["reference"] != name:
+            ref_text += f" ({e['reference']})"
         ratio = f"{e['ratio_vs_reference_mid']:.2f}×" if ref else "–"
         target = "–"
         if "meets_target" in e:
@@ -590,19 +750,29 @@ def postgres_markdown(section: dict[str, Any]) -> str:
             f" | {e['us_per_op']['median']:,.0f} | {e['latency']['p50_us']:,.0f}"
             f" | {e['latency']['p99_us']:,.0f} | {ref_text} | {ratio} | {target} |"
         )
-    y = section["a_over_y"]
-    yp = section["a_over_y_pipelined"]
+    lines.append("")
+    for name, text in (("a", "(a) time/op"), ("t", "(t), in a transaction, time/op")):
+        y = section[f"{name}_over_y"]
+        yp = section[f"{name}_over_y_pipelined"]
+        lines += [
+            f"{text} over the hand-written floor (y), per round: {_range(y)}; target ≤ "
+            f"{y['target']}×: {'met' if y['meets_target'] else 'missed'}. Over "
+            f"(y_pipelined), the floor with the fewest round trips: {_range(yp)}.",
+        ]
+    batch = section["t100_over_t1x100"]
     lines += [
-        "",
-        f"(a) time/op over the hand-written floor (y), per round: {y['median']:.2f}× "
-        f"({y['min']:.2f}–{y['max']:.2f}); target ≤ {FLOOR_TARGET}×: "
-        f"{'met' if y['meets_target'] else 'missed'}.",
-        f"(a) over (y_pipelined), the floor with the fewest round trips: {yp['median']:.2f}× "
-        f"({yp['min']:.2f}–{yp['max']:.2f}).",
+        f"(t100) ops/s over (t1x100), 100 mutates per transaction against one: "
+        f"{_range(batch)}; target ≥ {batch['target']}×: "
+        f"{'met' if batch['meets_target'] else 'missed'}.",
         "Ratios vs the reference divide our median by the middle of its range; targets are "
-        f"{TARGET_FACTOR}× the top of it.",
+        f"{TARGET_FACTOR}× the top of it. (t) and (t8) are compared with the reference's "
+        "mutate, (a) and (b).",
     ]
     return "\n".join(lines)
+
+
+def _range(ratio: dict[str, float]) -> str:
+    return f"{ratio['median']:.2f}× ({ratio['min']:.2f}–{ratio['max']:.2f})"
 
 
 # -- §3.8: query latency ----------------------------------------------------------------

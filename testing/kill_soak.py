@@ -3,16 +3,17 @@ table and the log in one transaction are killed at random moments; afterwards th
 must agree with the app's rows exactly.
 
 * :func:`worker` (``python -m reactive_entities.testing.kill_soak worker --dsn … --schema
-  … --seed N``) writes forever, in ``with engine.transaction() as tx:`` blocks, over
+  … --seed N``) writes until stopped, in ``with engine.transaction() as tx:`` blocks, over
   :data:`ENTITY_IDS` shared by every worker: each block mutates one entity or several
   (the same one twice, sometimes), now and then removes one, joins a connection of its
   own instead of a pooled one, or raises to roll back. The app's rows are
   :class:`~reactive_entities.testing.sql_plugin.SqlStorage` rows written on
   ``tx.connection``. It prints ``ready`` after its first commit and, stopped by
   ``SIGTERM``, a JSON line of counts.
-* :func:`run_soak` keeps ``workers`` of them running, ``SIGKILL``\\ s one of them 10–200 ms
-  after it is ready, restarts it, until ``kills`` kills happened (or ``seconds`` ran
-  out), stops them all and runs :func:`check`.
+* :func:`run_soak` keeps ``workers`` of them running; again and again it picks one,
+  waits until it is ready, kills it with ``SIGKILL`` 10–200 ms later and starts a new
+  one, until ``kills`` kills happened (or ``seconds`` ran out); then it stops them all
+  (``SIGTERM``) and runs :func:`check`.
 * :func:`check` reads the log and the app table with SQL and lists every problem: per
   entity and field, the newest ``to_value`` must equal the app's row (no row after a
   remove); each field's chain must be intact (a row's ``from_value`` is the previous
@@ -58,6 +59,7 @@ __all__ = [
     "SoakError",
     "SoakItem",
     "SoakReport",
+    "WorkerCounts",
     "check",
     "prepare",
     "run_soak",

@@ -56,10 +56,13 @@ def python_blocks(markdown: str) -> tuple[CodeBlock, ...]:
     return tuple(block for block in _fenced_blocks(markdown) if block.language == "python")
 
 
-def run_python_blocks(blocks: Iterable[CodeBlock], *, filename: str) -> dict[str, object]:
-    """Execute the runnable blocks in order in one namespace (compiling the others);
-    return the namespace. An exception, a failed ``assert`` included, propagates."""
-    namespace: dict[str, object] = {"__name__": "__markdown_examples__"}
+def run_python_blocks(
+    blocks: Iterable[CodeBlock], *, filename: str, given: dict[str, object] | None = None
+) -> dict[str, object]:
+    """Execute the runnable blocks in order in one namespace (compiling the others),
+    which starts with ``given`` (e.g. a test database's DSN); return the namespace. An
+    exception, a failed ``assert`` included, propagates."""
+    namespace: dict[str, object] = {"__name__": "__markdown_examples__", **(given or {})}
     for block in blocks:
         # Leading newlines make the compiled line numbers those of the Markdown file;
         # dont_inherit keeps this module's `from __future__` imports out of the examples.

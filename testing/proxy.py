@@ -75,6 +75,7 @@ class PostgresProxy:
         self._stopping = threading.Event()
         self._listener: socket.socket | None = None
         self._threads: list[threading.Thread] = []
+        self._accepting: threading.Thread | None = None
         self._links: set[_Link] = set()
         self._accepted = 0
         self._refused = 0
@@ -92,21 +93,27 @@ class PostgresProxy:
         listener.listen(64)
         listener.settimeout(0.05)  # the accept loop checks for close() this often
         self._listener = listener
-        self._spawn(self._accept_loop, "accept")
+        self._accepting = self._spawn(self._accept_loop, "accept")
         return self
 
     def close(self) -> None:
         """Stop accepting, cut every connection and join every thread (idempotent).
         Raises ``RuntimeError`` if a thread did not end."""
         self._stopping.set()
+        alive = []
+        accepting = self._accepting
+        if accepting is not None:  # first: it starts no pump once it has ended
+            accepting.join(_JOIN_TIMEOUT)
+            if accepting.is_alive():
+                alive.append(accepting.name)
         with self._lock:
             links = list(self._links)
+            threads = list(self._threads)
         for link in links:
             link.cut()
-        alive = []
-        for thread in list(self._threads):
+        for thread in threads:
             thread.join(_JOIN_TIMEOUT)
-            if thread.is_alive():
+            if thread.is_alive() and thread is not accepting:
                 alive.append(thread.name)
         if self._listener is not None:
             self._listener.close()
@@ -263,7 +270,6 @@ class _Link:
         self._client = client
         self._server = server
         self._lock = threading.Lock()
-        self._cut = False
         self._pumps = 2
         # The server answers an SSLRequest / GSSENCRequest with one untyped byte.
         self._single_byte_answers = 0
@@ -273,13 +279,12 @@ class _Link:
 
     def cut(self) -> None:
         """Shut both sockets down: each pump sees the end and stops."""
-        with self._lock:
-            self._cut = True
         for sock in (self._client, self._server):
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close_sockets(self) -> None:
+        """Close both sockets (once both pumps stopped, or none ever started)."""
         for sock in (self._client, self._server):
             sock.close()
 

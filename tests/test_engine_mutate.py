@@ -144,7 +144,7 @@ def test_spec_5_read_error_propagates_and_apply_is_not_called(world: World) -> N
 def test_spec_5_read_of_wrong_type_raises_before_apply(world: World) -> None:
     """SPEC §5.3: read returning a value of the wrong type → StateValidationError, no apply."""
     called: list[int] = []
-    handle = world.engine.define_entity("wrong", Incident, read=lambda ids: {"x": 42})  # type: ignore[dict-item]
+    handle = world.engine.define_entity("wrong", Incident, read=lambda ids: {"x": 42})  # type: ignore[arg-type]
     with pytest.raises(StateValidationError, match="wrong:x"):
         handle.mutate("x", lambda: _logged(called, 1, Incident("open", "low")))
     assert called == []

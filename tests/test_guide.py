@@ -30,9 +30,14 @@ def _asserts(block: CodeBlock) -> int:
     return sum(isinstance(node, ast.Assert) for node in ast.walk(ast.parse(block.source)))
 
 
-def test_guide_blocks_run_and_their_asserts_hold(blocks: tuple[CodeBlock, ...]) -> None:
-    """Every runnable block runs in one shared namespace; a failing assert fails here."""
-    namespace = run_python_blocks(blocks, filename=str(GUIDE))
+@pytest.mark.postgres
+def test_guide_blocks_run_and_their_asserts_hold(
+    blocks: tuple[CodeBlock, ...], pg_dsn: str, pg_schema: str
+) -> None:
+    """Every runnable block runs in one shared namespace (the transactions section on
+    the test run's PostgreSQL); a failing assert fails here."""
+    given: dict[str, object] = {"PG_DSN": pg_dsn, "PG_SCHEMA": pg_schema}
+    namespace = run_python_blocks(blocks, filename=str(GUIDE), given=given)
     assert "incidents" in namespace
     assert "engine" in namespace
 

@@ -181,8 +181,7 @@ def test_cut_before_the_commit_reached_the_server_records_nothing(world: World, 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_outcome_unknown_when_the_server_cannot_be_asked(world: World, mode: Mode) -> None:
-    """No connection for the check: StoreError saying the outcome is unknown, naming the
-    change id; no event. Once the server is reachable again the engine works."""
+    """Server unreachable for the check: StoreError "outcome is unknown" naming the change."""
     entity_id = _new_id()
     world.proxy.arm(Cut.AFTER_COMMIT_REPLY, refuse_after=True)
 
@@ -199,8 +198,7 @@ def test_outcome_unknown_when_the_server_cannot_be_asked(world: World, mode: Mod
 
 
 def test_a_transaction_of_several_changes_settles_all_of_them(world: World) -> None:
-    """Three changes (two entities, one of them twice) cut after the COMMIT reply: all
-    three delivered once, in recording order."""
+    """Three changes cut after the COMMIT reply: each delivered once, in recording order."""
     first, second = _new_id(), _new_id()
     world.proxy.arm(Cut.AFTER_COMMIT_REPLY)
     with world.engine.transaction() as tx:

@@ -68,8 +68,7 @@ def control_schema(pg_dsn: str, pg_schema: str) -> Iterator[str]:
 
 
 def test_the_check_finds_gaps(pg_dsn: str, control_schema: str) -> None:
-    """Negative control: an app row changed behind the log's back and a change without
-    its transition rows are both reported."""
+    """Negative control: an app row changed behind the log and a rowless change are found."""
     prepare(pg_dsn, control_schema)
     counts = worker(pg_dsn, control_schema, seed=7, lifetime=0.5)
     assert counts.commits > 0

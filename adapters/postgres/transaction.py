@@ -142,7 +142,7 @@ class PostgresTransaction(StoreTransaction):
                 # nothing is lost, so take a fresh one and try once more.
                 if not began and not self._joined and self._conn.broken and not retried:
                     retried = True
-                    self._replace_connection()
+                    self._replace_connection(kind, entity_id)
                     continue
                 raise self._lock_failure(kind, entity_id, error) from error
         self._began = True
@@ -181,7 +181,7 @@ class PostgresTransaction(StoreTransaction):
             )
         return StoreError(f"could not lock {what}")
 
-    def _replace_connection(self) -> None:
+    def _replace_connection(self, kind: str, entity_id: str) -> None:
         store = self._store
         store._putconn(self._conn)
         try:
@@ -190,7 +190,9 @@ class PostgresTransaction(StoreTransaction):
         except psycopg.Error as down:
             self._ended = True
             self._returned = True  # the old connection is back in the pool already
-            raise StoreError("the database is unreachable") from down
+            raise StoreError(
+                f"could not lock {ref(kind, entity_id)}: the database is unreachable"
+            ) from down
 
     def record(self, plan: Plan) -> datetime:
         """Encode the plan for the commit; returns the stamp fixed by ``lock``."""
@@ -250,6 +252,8 @@ class PostgresTransaction(StoreTransaction):
     def _settle_lost_commit(self, error: psycopg.Error) -> None:
         """The connection failed while committing: find out, for sure, what happened."""
         ids = [plan.change_id for plan, _ in self._pending]
+        first = self._pending[0][0] if self._pending else None
+        what = "" if first is None else f" of {ref(first.kind, first.entity_id)}"
         if not ids:
             raise StoreError(
                 "the connection failed while committing; the outcome is unknown "
@@ -260,16 +264,17 @@ class PostgresTransaction(StoreTransaction):
             found = self._store._recorded_after_session_end(pid, ids, _SESSION_END_WAIT)
         except (psycopg.Error, TimeoutError) as down:
             raise StoreError(
-                f"the connection failed while committing change {ids[0]}"
+                f"could not record change {ids[0]}{what}"
                 + (f" (and {len(ids) - 1} more)" if len(ids) > 1 else "")
-                + "; the outcome is unknown: the database could not be asked"
+                + ": the connection failed while committing and the outcome is unknown "
+                "(the database could not be asked)"
             ) from down
         if len(found) == len(ids):
             return  # committed: the caller succeeds and delivers
         if not found:
             raise StoreError(
-                f"the connection failed while committing change {ids[0]}; it was not "
-                "recorded (the transaction rolled back)"
+                f"could not record change {ids[0]}{what}: the connection failed while "
+                "committing, and it was not recorded (the transaction rolled back)"
             ) from error
         raise StoreError(  # pragma: no cover - one transaction commits all or nothing
             f"the connection failed while committing change {ids[0]}; only part of the "
