@@ -16,13 +16,16 @@ import cattrs
 from reactive_entities.adapters.logging import LoggingEmitter
 from reactive_entities.adapters.memory.clock import SystemClock
 from reactive_entities.adapters.memory.emitter import FanOutEmitter, InProcessEmitter
+from reactive_entities.adapters.memory.feed import MemoryFeed
 from reactive_entities.adapters.memory.secret_registry import InMemorySecretRegistry
 from reactive_entities.adapters.memory.store import DEFAULT_LOCK_TIMEOUT, InMemoryEntityStore
 from reactive_entities.domain.documents import make_converter
 from reactive_entities.domain.errors import InvalidArgumentError
+from reactive_entities.durable import DEFAULT_POLL_INTERVAL
 from reactive_entities.engine import Engine
 from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.emitter import Emitter
+from reactive_entities.ports.feed import ChangeFeed
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
 
@@ -42,12 +45,16 @@ def in_memory(
     secrets: SecretRegistry | None = None,
     converter: cattrs.Converter | None = None,
     lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
+    feed: ChangeFeed | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
 ) -> Engine:
     """An engine that keeps its transition log in this process (no server).
 
     ``emitter`` receives every event in addition to in-process subscribers;
     ``log_events`` adds a :class:`LoggingEmitter`. ``lock_timeout`` bounds the wait for
-    an entity another transaction holds (then ``StoreError``).
+    an entity another transaction holds (then ``StoreError``). The change feed
+    (``engine.changes``, ``Broadcast``/``WorkQueue`` subscriptions) lives in this
+    process too; a custom ``store`` comes with its own ``feed`` or none.
 
     >>> with in_memory() as engine:
     ...     engine.kinds()
@@ -55,9 +62,15 @@ def in_memory(
     """
     clock = clock if clock is not None else SystemClock()
     if store is None:
-        store = InMemoryEntityStore(clock, lock_timeout=_timeout(lock_timeout))
+        memory_feed = MemoryFeed(clock)
+        feed = memory_feed if feed is None else feed
+        store = InMemoryEntityStore(
+            clock, lock_timeout=_timeout(lock_timeout), on_commit=memory_feed.append
+        )
     return _engine(
         store=store,
+        feed=feed,
+        poll_interval=poll_interval,
         log_events=log_events,
         logger=logger,
         emitter=emitter,
@@ -82,6 +95,7 @@ def postgres(
     pool_size: int = 10,
     pool_timeout: float = 10.0,
     lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
 ) -> Engine:
     """An engine whose transition log lives in PostgreSQL, shared by every process
     using the same database and ``schema``.
@@ -101,6 +115,7 @@ def postgres(
     """
     # Imported here: psycopg takes longer to import than the rest of the library, and
     # in-memory users should not pay for it.
+    from reactive_entities.adapters.postgres.feed import PostgresFeed
     from reactive_entities.adapters.postgres.store import PostgresEntityStore
 
     if pool is not None and dsn is not None:
@@ -129,6 +144,8 @@ def postgres(
         raise
     return _engine(
         store=store,
+        feed=PostgresFeed(store, conninfo=store.conninfo, logger=logger),
+        poll_interval=poll_interval,
         log_events=log_events,
         logger=logger,
         emitter=emitter,
@@ -140,6 +157,8 @@ def postgres(
 def _engine(
     *,
     store: EntityStore,
+    feed: ChangeFeed | None,
+    poll_interval: float,
     log_events: bool,
     logger: logging.Logger | None,
     emitter: Emitter | None,
@@ -164,6 +183,8 @@ def _engine(
         secrets=secrets,
         converter=converter if converter is not None else make_converter(),
         logger=logger,
+        feed=feed,
+        poll_interval=poll_interval,
     )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -27,6 +28,7 @@ import cattrs
 from returns.result import Failure
 
 from reactive_entities.delivery import Delivery
+from reactive_entities.durable import DEFAULT_POLL_INTERVAL, DurableSubscription
 from reactive_entities.derivers import Deriver, Derivers, PayloadMapper
 from reactive_entities.domain import temporal
 from reactive_entities.domain.actor import SYSTEM_ACTOR, Actor
@@ -44,7 +46,9 @@ from reactive_entities.domain.errors import (
 )
 from reactive_entities.domain.events import ChangeEvent, TransitionRecord
 from reactive_entities.domain.json import Document, JSONValue
+from reactive_entities.domain.position import Position
 from reactive_entities.domain.schema import Schema, build_schema
+from reactive_entities.domain.subscriptions import Broadcast, InProcess, WorkQueue
 from reactive_entities.domain.secret_set import EMPTY_SECRETS, SecretSet
 from reactive_entities.domain.validation import (
     aware_datetime_problem,
@@ -58,6 +62,7 @@ from reactive_entities.domain.validation import (
 from reactive_entities.domain.writes import validate_state
 from reactive_entities.ids import new_change_id
 from reactive_entities.ports.emitter import Emitter, Subscription, SubscriptionHub
+from reactive_entities.ports.feed import ChangeFeed, ConsumerStatus, DeadLetter
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
 from reactive_entities.transaction import HeldLocks, Transaction
@@ -262,6 +267,24 @@ class EntityHandle(Generic[S]):
         )
         return tuple(rows)
 
+    def changes(
+        self, entity_id: str, *, since: datetime | None = None, limit: int | None = None
+    ) -> tuple[ChangeEvent, ...]:
+        """The entity's recorded changes (masked), oldest first, each with its
+        ``position``; ``since`` inclusive; ``limit`` keeps the newest N (SPEC §15.5)."""
+        _check_id(entity_id)
+        for name, problem in (
+            ("since", None if since is None else aware_datetime_problem(since)),
+            ("limit", None if limit is None else limit_problem(limit)),
+        ):
+            if problem is not None:
+                raise InvalidArgumentError(f"{name} {problem} ({self._ref(entity_id)})")
+        self._engine._check_open()
+        feed = self._engine._require_feed("changes")
+        return self._query(
+            lambda: tuple(feed.entity_changes(self._kind, entity_id, since=since, limit=limit))
+        )
+
     # -- helpers -------------------------------------------------------------------------
 
     def _ref(self, entity_id: str) -> str:
@@ -346,6 +369,8 @@ class Engine:
         logger: logging.Logger | None = None,
         new_change_id: Callable[[], str] = new_change_id,
         on_close: Sequence[Callable[[], None]] = (),
+        feed: ChangeFeed | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
     ) -> None:
         self.store = store
         self.emitter = emitter
@@ -362,6 +387,9 @@ class Engine:
         self._closed = False
         self._held = HeldLocks()
         self._delivery = Delivery(emitter.emit, self.logger)
+        self.feed = feed
+        self._poll_interval = poll_interval
+        self._durable: set[DurableSubscription] = set()
 
     # -- kinds ---------------------------------------------------------------------------
 
@@ -436,9 +464,16 @@ class Engine:
         *,
         kind: str | None = None,
         fields: Iterable[str] | None = None,
+        delivery: InProcess | Broadcast | WorkQueue | None = None,
     ) -> Subscription:
         """Call ``handler`` with each recorded change of ``kind`` touching ``fields``
-        (SPEC §9). A handler that raises is logged, masked, and does not affect others."""
+        (SPEC §9, §15).
+
+        ``delivery`` says where: in this process after commit (the default,
+        :class:`InProcess`); in every engine sharing the store (:class:`Broadcast`); or
+        in one member of a group (:class:`WorkQueue`). A handler that raises is logged,
+        masked, and does not affect others (a work queue retries it).
+        """
         self._check_open()
         problem = callable_problem(handler)
         if problem is not None:
@@ -452,7 +487,76 @@ class Engine:
             handle = self.handle(kind)
             for field in sorted(wanted or ()):
                 handle._check_field(field)
-        return self._subscriptions.subscribe(handler, kind=kind, fields=wanted)
+        if delivery is None or isinstance(delivery, InProcess):
+            return self._subscriptions.subscribe(handler, kind=kind, fields=wanted)
+        if not isinstance(delivery, Broadcast | WorkQueue):
+            raise InvalidArgumentError(
+                "delivery must be InProcess(), Broadcast(…) or WorkQueue(…) "
+                f"(got {type(delivery).__name__})"
+            )
+        feed = self._require_feed(type(delivery).__name__)
+        durable = DurableSubscription(
+            feed,
+            handler,
+            kind=kind,
+            fields=wanted,
+            mode=delivery,
+            secrets=self.secrets,
+            logger=self.logger,
+            poll_interval=self._poll_interval,
+            on_stop=self._durable.discard,
+        )
+        self._durable.add(durable)
+        return durable
+
+    # -- the feed ------------------------------------------------------------------------
+
+    def changes(
+        self, after: Position | str | None = None, *, kind: str | None = None, limit: int = 100
+    ) -> tuple[ChangeEvent, ...]:
+        """Changes from the feed strictly after ``after`` (a position or its ``str``;
+        from the start when None), in feed order, each with its ``position``; at most
+        ``limit`` (SPEC §15.2)."""
+        self._check_open()
+        start = _position(after)
+        if kind is not None:
+            self.handle(kind)
+        problem = limit_problem(limit)
+        if problem is not None or limit == 0:
+            raise InvalidArgumentError(f"limit {problem or 'must be positive'} (got {limit!r:.40})")
+        feed = self._require_feed("changes")
+        return _queried(lambda: tuple(feed.changes(start, kind=kind, limit=limit)))
+
+    def consumers(self) -> tuple[ConsumerStatus, ...]:
+        """Every named broadcast consumer and work-queue group: position, lag, claims
+        in flight, dead letters."""
+        self._check_open()
+        feed = self._require_feed("consumers")
+        return _queried(lambda: tuple(feed.consumers()))
+
+    def dead_letters(self, group: str) -> tuple[DeadLetter, ...]:
+        """The work-queue group's dead letters, oldest first."""
+        self._check_open()
+        WorkQueue(group=group)  # validates the name
+        feed = self._require_feed("dead_letters")
+        return _queried(lambda: tuple(feed.dead_letters(group)))
+
+    def retry_dead_letters(self, group: str) -> int:
+        """Deliver the group's dead letters again (attempts reset); how many."""
+        self._check_open()
+        WorkQueue(group=group)
+        feed = self._require_feed("retry_dead_letters")
+        count = _queried(lambda: feed.retry_dead_letters(group))
+        for durable in list(self._durable):
+            durable.wake()
+        return count
+
+    def _require_feed(self, what: str) -> ChangeFeed:
+        if self.feed is None:
+            raise InvalidArgumentError(
+                f"{what} needs a change feed, and this engine's store has none"
+            )
+        return self.feed
 
     # -- derivers ------------------------------------------------------------------------
 
@@ -505,6 +609,12 @@ class Engine:
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + 5.0  # every delivery thread stops within 5 s
+        for durable in list(self._durable):
+            durable.cancel(timeout=max(deadline - time.monotonic(), 0.0))
+        close_feed = getattr(self.feed, "close", None)
+        if close_feed is not None:
+            close_feed()
         self.store.close()
         for release in self._on_close:
             release()
@@ -558,6 +668,28 @@ def remove_through(
         apply()
     else:
         handle.remove(entity_id, apply, actor=actor, run_id=run_id)
+
+
+def _position(after: object) -> Position | None:
+    if after is None or isinstance(after, Position):
+        return after
+    if isinstance(after, str):
+        try:
+            return Position.parse(after)
+        except ValueError as error:
+            raise InvalidArgumentError(f"after: {error}") from None
+    raise InvalidArgumentError(
+        f"after must be a position, its str, or None (got {type(after).__name__})"
+    )
+
+
+def _queried(run: Callable[[], T]) -> T:
+    try:
+        return run()
+    except ReactiveEntitiesError:
+        raise
+    except Exception as error:
+        raise StoreError("the change feed could not be read") from error
 
 
 def _takes_connection(read: Callable[..., object]) -> bool:

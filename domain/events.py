@@ -23,6 +23,7 @@ import attrs
 
 from reactive_entities.domain.actor import Actor
 from reactive_entities.domain.json import Document, JSONValue
+from reactive_entities.domain.position import Position
 
 __all__ = [
     "Op",
@@ -89,9 +90,13 @@ class ChangeEvent:
     run_id: str | None
     occurred_at: datetime
     change_id: str
+    #: Where the change sits in the feed: set on events read from it (``changes()``,
+    #: durable subscriptions), None on events delivered in-process at commit.
+    position: Position | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; ``occurred_at`` becomes ISO-8601 UTC with a ``Z``."""
+        """A JSON-ready dict; ``occurred_at`` becomes ISO-8601 UTC with a ``Z``, and
+        ``position`` its ``str`` (when there is one)."""
         return {
             "kind": self.kind,
             "entity_id": self.entity_id,
@@ -104,6 +109,7 @@ class ChangeEvent:
             "run_id": self.run_id,
             "occurred_at": iso_utc(self.occurred_at),
             "change_id": self.change_id,
+            "position": None if self.position is None else str(self.position),
         }
 
 

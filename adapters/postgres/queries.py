@@ -10,7 +10,11 @@ the index. (A digest collision could then only make a result shorter, never wron
 recheck still drops foreign rows.) The schema name enters only through
 :class:`psycopg.sql.Identifier`; values only as parameters.
 
-``record`` appends a change with one statement: a data-modifying CTE inserts the change
+``record`` appends a change with one statement. Its feed key ``xid`` is the writing
+transaction's id, raised to the entity's previous change's key: a transaction that got
+its id before waiting for the entity's lock would otherwise sort before the change it
+waited for. (Gap safety holds: a row's key is never below its own transaction's id.)
+In it a data-modifying CTE inserts the change
 row and, from ``unnest`` of parallel arrays, its transition rows (in ``changed_fields``
 order), all with the stamp fixed when the entity was locked (``stamp``: the injected
 clock's time, else ``clock_timestamp()``, raised if need be to the entity's previous
@@ -31,10 +35,14 @@ __all__ = ["Queries", "schema_problem"]
 _RECORD = """
 WITH change AS (
     INSERT INTO {schema}.changes (change_id, entity_key, kind, entity_id, op, actor, run_id,
-                                  prev, next, delta, changed_fields, occurred_at)
+                                  prev, next, delta, changed_fields, occurred_at, xid)
     VALUES (%(change_id)s::uuid, %(key)s::uuid, %(kind)s::text, %(entity_id)s::text,
             %(op)s::text, %(actor)s::jsonb, %(run_id)s::text, %(prev)s::jsonb,
-            %(next)s::jsonb, %(delta)s::jsonb, %(changed_fields)s::text[], %(at)s::timestamptz)
+            %(next)s::jsonb, %(delta)s::jsonb, %(changed_fields)s::text[], %(at)s::timestamptz,
+            GREATEST(pg_current_xact_id(),
+                     (SELECT p.xid FROM {schema}.changes AS p
+                       WHERE p.entity_key = %(key)s::uuid
+                       ORDER BY p.position DESC LIMIT 1)))
     RETURNING occurred_at
 )
 INSERT INTO {schema}.transitions (change_id, entity_key, kind, entity_id, field,
@@ -169,6 +177,7 @@ class Queries:
     """The store's statements for one schema, as bytes ready to execute."""
 
     record: bytes
+    notify: bytes
     stamp: str
     lock: str
     recorded: bytes
@@ -184,6 +193,7 @@ class Queries:
         """Compose every statement for ``schema``."""
         return cls(
             record=_render(_RECORD, schema),
+            notify=b"SELECT pg_notify(%s, '')",
             # Filled per entity with literals the store computes (a key, a timestamp):
             # the lock and stamp go out as one multi-statement round trip, which cannot
             # carry parameters. The schema is quoted here, as everywhere.

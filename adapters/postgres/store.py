@@ -42,6 +42,7 @@ from reactive_entities.adapters.postgres.codec import (
     utc,
 )
 from reactive_entities.adapters.postgres.connections import open_pool, probe
+from reactive_entities.adapters.postgres.feed import channel_for
 from reactive_entities.adapters.postgres.keys import EntityKeys
 from reactive_entities.adapters.postgres.local_locks import LocalLocks
 from reactive_entities.adapters.postgres.queries import Queries, schema_problem
@@ -146,6 +147,19 @@ class PostgresEntityStore(EntityStore):
     def schema(self) -> str:
         """The schema holding the tables."""
         return self._schema
+
+    @property
+    def channel(self) -> str:
+        """The NOTIFY channel a committing write signals (the feed LISTENs on it)."""
+        return channel_for(self._schema)
+
+    @property
+    def conninfo(self) -> str:
+        """How to open a connection of the store's own (the feed's LISTEN connection)."""
+        if self._dsn is not None:
+            return self._dsn
+        info = self._pool.conninfo
+        return info() if callable(info) else info
 
     @property
     def pool(self) -> ConnectionPool:
@@ -426,6 +440,26 @@ class PostgresEntityStore(EntityStore):
             raise StoreError(f"could not {what}: {_first_line(error)}") from error
         finally:
             self._putconn(conn)
+
+    def _write(self, what: str, query: bytes, params: Any) -> list[tuple[Any, ...]]:
+        """Run one prepared autocommit statement that changes something (never retried)
+        and return the rows it returns."""
+
+        def run(conn: _Conn) -> list[tuple[Any, ...]]:
+            cursor = conn.execute(query, params, prepare=True)
+            return cursor.fetchall() if cursor.description is not None else []
+
+        return self._with_connection(what, run)
+
+    def _in_transaction(self, what: str, run: Callable[[_Conn], T]) -> T:
+        """``run(conn)`` inside one transaction on a pooled connection: committed when it
+        returns, rolled back when it raises."""
+
+        def wrapped(conn: _Conn) -> T:
+            with conn.transaction():
+                return run(conn)
+
+        return self._with_connection(what, wrapped)
 
     def _read(self, what: str, query: bytes, params: Any) -> list[tuple[Any, ...]]:
         """Run one prepared read; a connection found broken is replaced and the read

@@ -220,11 +220,13 @@ class PostgresTransaction(StoreTransaction):
 
     def _send_commit(self) -> None:
         conn = self._conn
-        record = self._store._queries.record
+        queries = self._store._queries
         try:
             with conn.pipeline():
                 for _, params in self._pending:
-                    conn.execute(record, params, prepare=True)
+                    conn.execute(queries.record, params, prepare=True)
+                if self._pending:  # wake feed readers everywhere (sent at commit)
+                    conn.execute(queries.notify, (self._store.channel,), prepare=True)
                 ended = conn.execute(b"COMMIT")
         except psycopg.Error as error:
             if conn.broken or conn.closed:

@@ -1,0 +1,444 @@
+"""The in-memory change feed: the ``ChangeFeed`` port inside one process (DESIGN §9).
+
+Theory of operation
+-------------------
+The in-memory store hands every committed change to :meth:`MemoryFeed.append` (its
+``on_commit`` hook), under the entity's lock and in recording order per entity. The feed
+gives it the next position, ``Position(0, n)`` for n = 1, 2, …, and keeps it in one list,
+in that order. Positions are assigned and the change appended in one step under the
+feed's lock, so a reader never sees a position before a smaller one exists: every change
+is "settled" the moment it is appended, and ``changes(after=p)`` never skips anything.
+
+The feed keeps its own copies of each event's documents and hands out fresh copies, so
+neither the committer nor any receiver can change what was recorded.
+
+Work queues live here too. Each group has a scan cursor (how far :meth:`enqueue` has
+turned the feed into deliveries) and its deliveries, in feed order. A delivery is
+*pending* (due at once, or after a retry time), *claimed* (by a member, until a lease
+ends) or *dead* (a dead letter); a completed delivery is dropped. :meth:`claim` walks the
+deliveries oldest first and takes the first one that is due whose entity has no older
+unfinished (pending or claimed) delivery, which keeps each entity's changes in order
+within a group; dead letters are set aside and block nothing. Every time comes from the
+injected clock.
+
+One ``threading.Lock`` guards all of it. Wake-up callbacks run after the lock is
+released (they may read the feed), and their failures are logged, never raised into the
+committing write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import Literal
+
+import attrs
+
+from reactive_entities.domain.errors import InvalidArgumentError
+from reactive_entities.domain.events import ChangeEvent
+from reactive_entities.domain.json import Document, copy_value
+from reactive_entities.domain.position import START, Position
+from reactive_entities.domain.temporal import first_at_or_after
+from reactive_entities.domain.validation import limit_problem
+from reactive_entities.masked_logging import log_failure
+from reactive_entities.ports.clock import Clock
+from reactive_entities.ports.feed import ChangeFeed, Claim, ConsumerStatus, DeadLetter
+
+__all__ = ["MemoryFeed"]
+
+_LOGGER = logging.getLogger("reactive_entities.feed")
+
+_State = Literal["pending", "claimed", "dead"]
+_Entity = tuple[str, str]
+_Wake = Callable[[], None]
+
+
+# -- private bookkeeping (mutable; only frozen values leave the feed) --------------------------
+
+
+@attrs.define
+class _Delivery:
+    """One change queued for a work-queue group."""
+
+    event: ChangeEvent  #: the feed's own copy (never handed out)
+    state: _State = "pending"
+    attempts: int = 0  #: claims so far (reset when a dead letter is retried)
+    due: datetime | None = None  #: pending: not claimable before this (None: at once)
+    member: str | None = None  #: claimed: by whom
+    lease_until: datetime | None = None  #: claimed: until when
+    last_error: str = ""
+    failed_at: datetime | None = None  #: dead: when it was set aside
+
+    @property
+    def entity(self) -> _Entity:
+        """The changed entity: deliveries of one entity are handled in order."""
+        return (self.event.kind, self.event.entity_id)
+
+    def claimable(self, now: datetime) -> bool:
+        """Pending and due, or claimed with an expired lease."""
+        if self.state == "pending":
+            return self.due is None or self.due <= now
+        if self.state == "claimed":
+            return self.lease_until is not None and self.lease_until <= now
+        return False
+
+    def held_by(self, claim: Claim) -> bool:
+        """Whether ``claim`` is the delivery's current claim (not a lost, older one)."""
+        return (
+            self.state == "claimed"
+            and self.member == claim.member
+            and self.attempts == claim.attempts
+            and self.lease_until == claim.lease_until
+        )
+
+    def take(self, member: str, lease_until: datetime) -> None:
+        """Claim it for ``member``: one more attempt."""
+        self.state = "claimed"
+        self.attempts += 1
+        self.member = member
+        self.lease_until = lease_until
+        self.due = None
+
+    def release(self, state: _State, error: str, *, due: datetime | None = None) -> None:
+        """Give the claim up: pending again (due at ``due``) or dead."""
+        self.state = state
+        self.member = None
+        self.lease_until = None
+        self.due = due
+        self.last_error = error
+
+
+@attrs.define
+class _Group:
+    """A work-queue group: how far it scanned the feed, and its deliveries in feed order."""
+
+    cursor: Position
+    deliveries: dict[Position, _Delivery] = attrs.field(factory=dict)
+
+    def next_deliverable(self, now: datetime) -> _Delivery | None:
+        """The oldest claimable delivery whose entity has no older unfinished one."""
+        blocked: set[_Entity] = set()
+        for delivery in self.deliveries.values():
+            if delivery.state == "dead" or delivery.entity in blocked:
+                continue
+            if delivery.claimable(now):
+                return delivery
+            blocked.add(delivery.entity)
+        return None
+
+    def count(self, state: _State) -> int:
+        """How many deliveries are in ``state``."""
+        return sum(1 for d in self.deliveries.values() if d.state == state)
+
+
+# -- the feed ----------------------------------------------------------------------------------
+
+
+class MemoryFeed(ChangeFeed):
+    """A ``ChangeFeed`` held in memory; thread-safe, timed by the injected clock.
+
+    Wire it to the in-memory store through the store's ``on_commit`` hook:
+
+    >>> from reactive_entities.adapters.memory.clock import ManualClock
+    >>> from reactive_entities.adapters.memory.store import InMemoryEntityStore
+    >>> from reactive_entities.testing.builders import make_plan, record
+    >>> clock = ManualClock()
+    >>> feed = MemoryFeed(clock)
+    >>> store = InMemoryEntityStore(clock, on_commit=feed.append)
+    >>> _ = record(store, make_plan("incident", "inc-1", None, {"status": "open"}))
+    >>> [(str(e.position), e.op, e.next) for e in feed.changes(after=None)]
+    [('0-1', 'create', {'status': 'open'})]
+    """
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._log: list[ChangeEvent] = []  # feed order; each carries its position
+        self._positions: list[Position] = []  # the log's positions, for bisect
+        self._by_entity: dict[_Entity, list[ChangeEvent]] = {}
+        self._wakes: dict[object, _Wake] = {}
+        self._cursors: dict[str, Position] = {}
+        self._groups: dict[str, _Group] = {}
+
+    # -- writing (the store's on_commit hook) ---------------------------------------------------
+
+    def append(self, event: ChangeEvent) -> None:
+        """Keep a committed change (a copy of its documents) at the next position, then
+        call every wake-up callback."""
+        copied = _copy_event(event)
+        with self._lock:
+            position = Position(0, len(self._log) + 1)
+            kept = attrs.evolve(copied, position=position)
+            self._log.append(kept)
+            self._positions.append(position)
+            self._by_entity.setdefault((kept.kind, kept.entity_id), []).append(kept)
+            wakes = tuple(self._wakes.values())
+        for wake in wakes:
+            self._call(wake, kept)
+
+    @staticmethod
+    def _call(wake: _Wake, event: ChangeEvent) -> None:
+        """Call one wake-up; a failure is logged (masked), never raised into the commit."""
+        try:
+            wake()
+        except Exception as error:
+            log_failure(_LOGGER, f"feed wake-up {wake!r}", event, error, None)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def changes(
+        self, after: Position | None, *, kind: str | None = None, limit: int | None = None
+    ) -> Sequence[ChangeEvent]:
+        """Changes strictly after ``after`` (all when None), in feed order, of ``kind``
+        when given, at most ``limit`` of them."""
+        _check_limit(limit)
+        with self._lock:
+            matching = (e for e in self._after(after) if kind is None or e.kind == kind)
+            found = list(islice(matching, limit))
+        return tuple(_copy_event(e) for e in found)
+
+    def entity_changes(
+        self,
+        kind: str,
+        entity_id: str,
+        *,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> Sequence[ChangeEvent]:
+        """The entity's changes, oldest first; ``since`` inclusive; ``limit`` keeps the
+        newest N."""
+        _check_limit(limit)
+        with self._lock:
+            events = list(self._by_entity.get((kind, entity_id), ()))
+        if since is not None:
+            events = events[first_at_or_after(events, since, stamp=_occurred_at) :]
+        if limit is not None:
+            events = events[len(events) - limit :] if limit else []
+        return tuple(_copy_event(e) for e in events)
+
+    def head(self) -> Position:
+        """The last position assigned (``START`` before the first change)."""
+        with self._lock:
+            return self._head()
+
+    def on_commit(self, wake: _Wake) -> Callable[[], None]:
+        """Call ``wake`` after each appended change; returns the function that stops it."""
+        token = object()
+        with self._lock:
+            self._wakes[token] = wake
+
+        def stop() -> None:
+            with self._lock:
+                self._wakes.pop(token, None)
+
+        return stop
+
+    # -- named broadcast cursors ----------------------------------------------------------------
+
+    def load_cursor(self, consumer: str) -> Position | None:
+        """The position ``consumer`` saved last, None if it never saved one."""
+        with self._lock:
+            return self._cursors.get(consumer)
+
+    def save_cursor(self, consumer: str, position: Position) -> None:
+        """Remember ``position`` as ``consumer``'s cursor."""
+        with self._lock:
+            self._cursors[consumer] = position
+
+    # -- work queues ----------------------------------------------------------------------------
+
+    def enqueue(self, group: str, kind: str | None) -> int:
+        """Queue the changes (of ``kind``) after the group's scan cursor; a new group
+        starts at the head. Returns how many were queued."""
+        with self._lock:
+            state = self._groups.get(group)
+            if state is None:
+                state = self._groups[group] = _Group(cursor=self._head())
+            start = bisect_right(self._positions, state.cursor)
+            queued = 0
+            for position, event in zip(self._positions[start:], self._log[start:], strict=True):
+                if kind is None or event.kind == kind:
+                    state.deliveries[position] = _Delivery(event)
+                    queued += 1
+            state.cursor = max(state.cursor, self._head())
+            return queued
+
+    def claim(self, group: str, member: str, lease: timedelta) -> Claim | None:
+        """Claim the group's next deliverable change for ``member`` until now + ``lease``."""
+        with self._lock:
+            state = self._groups.get(group)
+            if state is None:
+                return None
+            now = self._clock.now()
+            delivery = state.next_deliverable(now)
+            if delivery is None:
+                return None
+            delivery.take(member, now + lease)
+            claim = Claim(group, member, delivery.event, delivery.attempts, now + lease)
+        return attrs.evolve(claim, change=_copy_event(claim.change))
+
+    def complete(self, claim: Claim) -> bool:
+        """Drop the delivery as done; False if the claim was lost."""
+        with self._lock:
+            delivery = self._held(claim)
+            if delivery is None:
+                return False
+            del self._groups[claim.group].deliveries[_position(delivery.event)]
+            return True
+
+    def retry_later(self, claim: Claim, error: str, delay: timedelta) -> bool:
+        """Make the delivery pending again, due after ``delay``; False if the claim was
+        lost."""
+        with self._lock:
+            delivery = self._held(claim)
+            if delivery is None:
+                return False
+            delivery.release("pending", error, due=self._clock.now() + delay)
+            return True
+
+    def dead_letter(self, claim: Claim, error: str) -> bool:
+        """Set the delivery aside as a dead letter; False if the claim was lost."""
+        with self._lock:
+            delivery = self._held(claim)
+            if delivery is None:
+                return False
+            delivery.release("dead", error)
+            delivery.failed_at = self._clock.now()
+            return True
+
+    def dead_letters(self, group: str) -> Sequence[DeadLetter]:
+        """The group's dead letters, in feed order."""
+        with self._lock:
+            state = self._groups.get(group)
+            dead = (
+                [] if state is None else [d for d in state.deliveries.values() if d.state == "dead"]
+            )
+            return tuple(_dead_letter(group, d) for d in dead)
+
+    def retry_dead_letters(self, group: str) -> int:
+        """Make the group's dead letters pending again, attempts reset; how many."""
+        with self._lock:
+            state = self._groups.get(group)
+            if state is None:
+                return 0
+            dead = [d for d in state.deliveries.values() if d.state == "dead"]
+            for delivery in dead:
+                delivery.release("pending", delivery.last_error)
+                delivery.attempts = 0
+                delivery.failed_at = None
+            return len(dead)
+
+    def consumers(self) -> Sequence[ConsumerStatus]:
+        """Every named cursor ("broadcast") and group ("work-queue"), by name."""
+        with self._lock:
+            now = self._clock.now()
+            statuses = [self._cursor_status(n, p, now) for n, p in self._cursors.items()]
+            statuses += [self._group_status(n, g, now) for n, g in self._groups.items()]
+        return tuple(sorted(statuses, key=lambda s: (s.name, s.mode)))
+
+    # -- internals (the caller holds the lock) --------------------------------------------------
+
+    def _head(self) -> Position:
+        return self._positions[-1] if self._positions else START
+
+    def _after(self, position: Position | None) -> list[ChangeEvent]:
+        """The changes strictly after ``position`` (all when None)."""
+        start = 0 if position is None else bisect_right(self._positions, position)
+        return self._log[start:]
+
+    def _held(self, claim: Claim) -> _Delivery | None:
+        """The delivery ``claim`` still holds, None if the claim was lost or is unknown."""
+        state = self._groups.get(claim.group)
+        position = claim.change.position
+        if state is None or position is None:
+            return None
+        delivery = state.deliveries.get(position)
+        return delivery if delivery is not None and delivery.held_by(claim) else None
+
+    def _cursor_status(self, name: str, position: Position, now: datetime) -> ConsumerStatus:
+        lagging = self._after(position)
+        return ConsumerStatus(
+            name=name,
+            mode="broadcast",
+            position=position,
+            lag_changes=len(lagging),
+            lag_seconds=_age(now, [e.occurred_at for e in lagging]),
+            in_flight=0,
+            waiting=0,
+            dead_letters=0,
+        )
+
+    def _group_status(self, name: str, group: _Group, now: datetime) -> ConsumerStatus:
+        lagging = self._after(group.cursor)
+        unfinished = [d.event for d in group.deliveries.values() if d.state != "dead"]
+        return ConsumerStatus(
+            name=name,
+            mode="work-queue",
+            position=group.cursor,
+            lag_changes=len(lagging),
+            lag_seconds=_age(now, [e.occurred_at for e in [*lagging, *unfinished]]),
+            in_flight=group.count("claimed"),
+            waiting=group.count("pending"),
+            dead_letters=group.count("dead"),
+        )
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _check_limit(limit: int | None) -> None:
+    problem = None if limit is None else limit_problem(limit)
+    if problem is not None:
+        raise InvalidArgumentError(f"limit {problem}")
+
+
+def _copy_document(document: Document) -> Document:
+    """A copy sharing no list or dict with ``document``."""
+    return {key: copy_value(value) for key, value in document.items()}
+
+
+def _copy_event(event: ChangeEvent) -> ChangeEvent:
+    """The event with fresh copies of its documents: nobody who holds the original (or
+    the copy) can change the other."""
+    return attrs.evolve(
+        event,
+        prev=None if event.prev is None else _copy_document(event.prev),
+        next=None if event.next is None else _copy_document(event.next),
+        delta=_copy_document(event.delta),
+    )
+
+
+def _occurred_at(event: ChangeEvent) -> datetime:
+    return event.occurred_at
+
+
+def _position(event: ChangeEvent) -> Position:
+    """The position of an event the feed keeps (always set)."""
+    if event.position is None:  # pragma: no cover - every kept event has one
+        raise AssertionError("a kept event has no position")
+    return event.position
+
+
+def _age(now: datetime, moments: list[datetime]) -> float | None:
+    """Seconds since the oldest of ``moments`` (never negative), None when there are none."""
+    if not moments:
+        return None
+    return max((now - min(moments)).total_seconds(), 0.0)
+
+
+def _dead_letter(group: str, delivery: _Delivery) -> DeadLetter:
+    event = delivery.event
+    return DeadLetter(
+        group=group,
+        change_id=event.change_id,
+        position=_position(event),
+        kind=event.kind,
+        entity_id=event.entity_id,
+        attempts=delivery.attempts,
+        last_error=delivery.last_error,
+        failed_at=delivery.failed_at if delivery.failed_at is not None else event.occurred_at,
+    )

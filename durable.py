@@ -1,0 +1,228 @@
+"""Durable subscriptions: ``Broadcast`` and ``WorkQueue`` handlers fed from the change
+feed on background threads owned by the engine (DESIGN §9).
+
+Theory of operation. Each durable subscription is one :class:`DurableSubscription` with
+one named daemon thread. The thread sleeps until the feed wakes it (a commit here or, on
+PostgreSQL, a NOTIFY from any process) or its poll interval passes, then catches up:
+
+* **Broadcast** reads the feed after its cursor, calls the handler for each matching
+  change in feed order, and moves the cursor past it — stored under the consumer's name
+  when it has one, after each change, so a restarted process resumes right after the
+  last change it handled. A handler that raises is logged (masked) and the change is
+  passed: a broadcast does not block on one bad change.
+* **WorkQueue** queues the group's unseen changes (any member may; the feed serializes
+  them), then claims deliveries one at a time: handler, then ``complete``; a handler
+  that raises is retried after a doubling delay until ``max_retries`` retries were
+  spent, then dead-lettered (kept, listed, retryable). A member that dies keeps its
+  claim only until the lease expires.
+
+Delivery is at least once: a process that dies between handling a change and recording
+that it did will see it again. Handlers de-duplicate on ``change_id``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from types import TracebackType
+
+from reactive_entities.domain.events import ChangeEvent
+from reactive_entities.domain.masking import mask_text
+from reactive_entities.domain.position import Position
+from reactive_entities.domain.secret_set import EMPTY_SECRETS
+from reactive_entities.domain.subscriptions import Broadcast, WorkQueue
+from reactive_entities.masked_logging import log_failure
+from reactive_entities.ports.feed import ChangeFeed, Claim
+from reactive_entities.ports.secret_registry import SecretRegistry
+
+__all__ = ["DurableSubscription", "DEFAULT_POLL_INTERVAL"]
+
+#: How often a durable subscription looks at the feed without being woken (seconds).
+DEFAULT_POLL_INTERVAL = 1.0
+_BATCH = 200
+_members = itertools.count(1)
+
+
+class DurableSubscription:
+    """One ``Broadcast`` or ``WorkQueue`` subscription and its thread; ``cancel()``
+    (also ``close()`` or leaving a ``with``) stops it."""
+
+    def __init__(
+        self,
+        feed: ChangeFeed,
+        handler: Callable[[ChangeEvent], object],
+        *,
+        kind: str | None,
+        fields: frozenset[str] | None,
+        mode: Broadcast | WorkQueue,
+        secrets: SecretRegistry,
+        logger: logging.Logger,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        on_stop: Callable[[DurableSubscription], None] | None = None,
+    ) -> None:
+        self.handler = handler
+        self.kind = kind
+        self.fields = fields
+        self.mode = mode
+        self._feed = feed
+        self._secrets = secrets
+        self._logger = logger
+        self._poll = poll_interval
+        self._on_stop = on_stop
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._cursor: Position | None = None
+        self._soonest: float | None = None  # seconds until a scheduled retry is due
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{next(_members)}"
+        if isinstance(mode, Broadcast):
+            name = f"broadcast[{mode.consumer or self.member}]"
+            stored = None if mode.consumer is None else feed.load_cursor(mode.consumer)
+            self._cursor = stored if stored is not None else feed.head()
+        else:
+            name = f"work-queue[{mode.group}]"
+            feed.enqueue(mode.group, kind)  # a new group starts here, not at the next wake
+        self._unsubscribe = feed.on_commit(self._wake.set)
+        self._thread = threading.Thread(
+            target=self._run, name=f"reactive-entities-{name}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def active(self) -> bool:
+        """Whether the subscription still delivers."""
+        return not self._stop.is_set()
+
+    @property
+    def cursor(self) -> Position | None:
+        """A broadcast's position: the last change it handled (or where it started)."""
+        return self._cursor
+
+    def wake(self) -> None:
+        """Look at the feed now rather than at the next poll."""
+        self._wake.set()
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if isinstance(self.mode, Broadcast):
+                    self._broadcast(self.mode)
+                else:
+                    self._work(self.mode)
+            except Exception as error:  # the feed failed: log, wait, try again
+                self._logger.warning(
+                    "durable subscription %s could not read the feed (%s: %s); retrying",
+                    self._thread.name,
+                    type(error).__name__,
+                    str(error).splitlines()[0] if str(error) else "",
+                )
+                self._stop.wait(self._poll)
+                continue
+            soonest, self._soonest = self._soonest, None
+            self._wake.wait(self._poll if soonest is None else min(self._poll, soonest))
+            self._wake.clear()
+
+    def _broadcast(self, mode: Broadcast) -> None:
+        feed = self._feed
+        while not self._stop.is_set():
+            batch = feed.changes(self._cursor, kind=self.kind, limit=_BATCH)
+            for event in batch:
+                if self._stop.is_set():
+                    return
+                if self._matches(event):
+                    self._call(event)
+                self._cursor = event.position
+                if mode.consumer is not None and event.position is not None:
+                    feed.save_cursor(mode.consumer, event.position)
+            if len(batch) < _BATCH:
+                return
+
+    def _work(self, mode: WorkQueue) -> None:
+        feed = self._feed
+        feed.enqueue(mode.group, self.kind)
+        while not self._stop.is_set():
+            claim = feed.claim(mode.group, self.member, mode.lease)
+            if claim is None:
+                return
+            self._attempt(mode, claim)
+
+    def _attempt(self, mode: WorkQueue, claim: Claim) -> None:
+        feed = self._feed
+        event = claim.change
+        if not self._matches(event):
+            feed.complete(claim)
+            return
+        try:
+            self.handler(event)
+        except Exception as error:
+            text = self._masked_error(event, error)
+            log_failure(
+                self._logger, f"work-queue handler {self.handler!r}", event, error, self._secrets
+            )
+            if claim.attempts > mode.max_retries:
+                feed.dead_letter(claim, text)
+            else:
+                delay = mode.delay(claim.attempts)
+                feed.retry_later(claim, text, delay)
+                seconds = delay.total_seconds()
+                self._soonest = seconds if self._soonest is None else min(self._soonest, seconds)
+            return
+        feed.complete(claim)
+
+    def _matches(self, event: ChangeEvent) -> bool:
+        fields = self.fields
+        return fields is None or not fields.isdisjoint(event.changed_fields)
+
+    def _call(self, event: ChangeEvent) -> None:
+        try:
+            self.handler(event)
+        except Exception as error:
+            log_failure(
+                self._logger, f"broadcast handler {self.handler!r}", event, error, self._secrets
+            )
+
+    def _masked_error(self, event: ChangeEvent, error: BaseException) -> str:
+        secrets = EMPTY_SECRETS
+        if event.run_id is not None:
+            secrets = self._secrets.secrets_for(event.run_id)
+        text = "".join(traceback.format_exception_only(error)).strip()
+        return mask_text(text[:2000], secrets)
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def cancel(self, timeout: float = 5.0) -> None:
+        """Stop delivering; waits up to ``timeout`` seconds for a running handler."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake.set()
+        self._unsubscribe()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        if self._on_stop is not None:
+            self._on_stop(self)
+
+    def close(self) -> None:
+        """Same as :meth:`cancel`."""
+        self.cancel()
+
+    def __enter__(self) -> DurableSubscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cancel()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "cancelled"
+        return f"<DurableSubscription {self.mode!r} kind={self.kind!r} {state}>"
