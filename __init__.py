@@ -47,7 +47,9 @@ from reactive_entities.domain.events import (
     TransitionRecord,
 )
 from reactive_entities.domain.planning import plan_change
+from reactive_entities.domain.position import Position
 from reactive_entities.domain.secret_set import SecretSet
+from reactive_entities.domain.subscriptions import Broadcast, InProcess, WorkQueue
 from reactive_entities.engine import Engine, EntityHandle, remove_through, write_through
 from reactive_entities.ports import (
     Clock,
@@ -65,6 +67,11 @@ __all__ = [
     "Engine",
     "EntityHandle",
     "Transaction",
+    # delivery
+    "InProcess",
+    "Broadcast",
+    "WorkQueue",
+    "Position",
     "write_through",
     "remove_through",
     # values

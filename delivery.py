@@ -14,9 +14,10 @@ delivers until the queue is empty again; anyone else only appends. So:
 * a slow or blocked handler holds up only its entity's later events, never a lock, a
   connection, or another entity.
 
-The events of one transaction are delivered in recording order across entities, where
-this thread owns their queues (another thread already delivering an entity keeps that
-entity's order instead).
+Whatever one thread delivers, it delivers in recording order across entities (each
+queued event carries a sequence number): a transaction's events, then the changes its
+handlers made, in the order they were recorded. An entity another thread is already
+delivering is left to that thread, which keeps the entity's order.
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ _Key = tuple[str, str]
 class Delivery:
     """Per-entity ordered hand-off of committed events to ``emit``."""
 
-    __slots__ = ("_emit", "_lock", "_logger", "_queues")
+    __slots__ = ("_emit", "_lock", "_logger", "_queues", "_sequence")
 
     def __init__(self, emit: Callable[[ChangeEvent], None], logger: logging.Logger) -> None:
         self._emit = emit
         self._logger = logger
         self._lock = threading.Lock()
-        self._queues: dict[_Key, deque[ChangeEvent]] = {}
+        self._queues: dict[_Key, deque[tuple[int, ChangeEvent]]] = {}
+        self._sequence = 0  # recording order across entities
 
     def enqueue(self, events: Sequence[ChangeEvent]) -> list[_Key]:
         """Queue committed events (call it holding their entity locks); returns the
@@ -50,44 +52,50 @@ class Delivery:
         owned: list[_Key] = []
         queues = self._queues
         with self._lock:
+            sequence = self._sequence
             for event in events:
                 key = (event.kind, event.entity_id)
                 queue = queues.get(key)
                 if queue is None:
                     queues[key] = queue = deque()
                     owned.append(key)
-                queue.append(event)
+                sequence += 1
+                queue.append((sequence, event))
+            self._sequence = sequence
         return owned
 
-    def drain(self, events: Sequence[ChangeEvent], owned: list[_Key]) -> None:
-        """Deliver ``events`` (those this caller enqueued) in order where it owns their
-        entity, then whatever was appended meanwhile, and give the queues up."""
+    def drain(self, owned: list[_Key]) -> None:
+        """Deliver everything queued for the entities this caller owns — including what
+        handlers append meanwhile — in recording order, then give the queues up."""
         if not owned:
             return
         queues = self._queues
-        mine = set(owned)
+        lock = self._lock
+        mine = list(owned)
         try:
-            for event in events:
-                key = (event.kind, event.entity_id)
-                if key in mine:
-                    with self._lock:
-                        queues[key].popleft()  # it is `event`: ours come first
-                    self._emit(event)
-            for key in owned:
-                while True:
-                    with self._lock:
-                        queue = queues[key]
-                        if not queue:
+            while True:
+                with lock:
+                    event = self._next(mine)
+                    if event is None:
+                        for key in mine:
                             del queues[key]
-                            mine.discard(key)
-                            break
-                        event = queue.popleft()
-                    self._emit(event)
+                        mine = []
+                        return
+                self._emit(event)
         finally:
             if mine:  # interrupted (e.g. KeyboardInterrupt in a handler)
                 self._abandon(mine)
 
-    def _abandon(self, keys: set[_Key]) -> None:
+    def _next(self, mine: list[_Key]) -> ChangeEvent | None:
+        """Pop the oldest event queued for any of ``mine`` (the caller holds the lock)."""
+        best: deque[tuple[int, ChangeEvent]] | None = None
+        for key in mine:
+            queue = self._queues[key]
+            if queue and (best is None or queue[0][0] < best[0][0]):
+                best = queue
+        return None if best is None else best.popleft()[1]
+
+    def _abandon(self, keys: list[_Key]) -> None:
         lost = 0
         with self._lock:
             for key in keys:

@@ -28,7 +28,6 @@ import cattrs
 from returns.result import Failure
 
 from reactive_entities.delivery import Delivery
-from reactive_entities.durable import DEFAULT_POLL_INTERVAL, DurableSubscription
 from reactive_entities.derivers import Deriver, Derivers, PayloadMapper
 from reactive_entities.domain import temporal
 from reactive_entities.domain.actor import SYSTEM_ACTOR, Actor
@@ -48,8 +47,8 @@ from reactive_entities.domain.events import ChangeEvent, TransitionRecord
 from reactive_entities.domain.json import Document, JSONValue
 from reactive_entities.domain.position import Position
 from reactive_entities.domain.schema import Schema, build_schema
-from reactive_entities.domain.subscriptions import Broadcast, InProcess, WorkQueue
 from reactive_entities.domain.secret_set import EMPTY_SECRETS, SecretSet
+from reactive_entities.domain.subscriptions import Broadcast, InProcess, WorkQueue
 from reactive_entities.domain.validation import (
     aware_datetime_problem,
     callable_problem,
@@ -60,6 +59,7 @@ from reactive_entities.domain.validation import (
     window_problem,
 )
 from reactive_entities.domain.writes import validate_state
+from reactive_entities.durable import DEFAULT_POLL_INTERVAL, DurableSubscription
 from reactive_entities.ids import new_change_id
 from reactive_entities.ports.emitter import Emitter, Subscription, SubscriptionHub
 from reactive_entities.ports.feed import ChangeFeed, ConsumerStatus, DeadLetter

@@ -191,7 +191,7 @@ class Transaction:
                 + (f"{first}{events[0].entity_id})" if events else "")
             ) from error
         self._end("committed")
-        delivery.drain(events, owned)
+        delivery.drain(owned)
 
     def rollback(self) -> None:
         """Discard every change recorded in this transaction; nothing is delivered.

@@ -15,10 +15,12 @@ Importing this package needs pytest (a test dependency, not a runtime one).
 from reactive_entities.testing.builders import make_plan, record
 from reactive_entities.testing.clock_contract import ClockContract
 from reactive_entities.testing.emitter_contract import EmitterContract, sample_events
+from reactive_entities.testing.feed_contract import ChangeFeedContract
 from reactive_entities.testing.secret_registry_contract import SecretRegistryContract
 from reactive_entities.testing.store_contract import EntityStoreContract
 
 __all__ = [
+    "ChangeFeedContract",
     "ClockContract",
     "EmitterContract",
     "EntityStoreContract",
