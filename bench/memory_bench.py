@@ -52,10 +52,17 @@ class Result:
 
 
 def _engine_fixture(
-    mapping: bool,
+    mapping: bool, feed: bool = False
 ) -> tuple[Any, Any, dict[str, Any], InMemoryEntityStore, list[int]]:
-    store = InMemoryEntityStore()
-    engine = compose.in_memory(store=store)
+    if feed:
+        # As composed by default: the store hands every commit to the in-memory feed.
+        engine = compose.in_memory()
+        store = engine.store
+        assert isinstance(store, InMemoryEntityStore)
+    else:
+        # A store built without an ``on_commit`` hook: the engine has no change feed.
+        store = InMemoryEntityStore()
+        engine = compose.in_memory(store=store)
     engine.secrets.register(RUN_ID, SECRETS)
     events = [0]
 
@@ -76,10 +83,18 @@ def _engine_fixture(
 
 
 def mutate_run(
-    n: int, *, run_id: str | None, noop: bool, mapping: bool, plan: list[tuple[str, Any]]
+    n: int,
+    *,
+    run_id: str | None,
+    noop: bool,
+    mapping: bool,
+    plan: list[tuple[str, Any]],
+    feed: bool = False,
 ) -> Result:
-    """Scenarios (a), (b), (c): ``n`` sequential mutates; instance or mapping apply."""
-    engine, handle, current, store, events = _engine_fixture(mapping)
+    """Scenarios (a), (b), (c): ``n`` sequential mutates; instance or mapping apply.
+    ``feed``: the engine as ``compose.in_memory()`` builds it, with its change feed
+    (the default fixture's store has none)."""
+    engine, handle, current, store, events = _engine_fixture(mapping, feed)
     mutate = handle.mutate
     evolve = attrs.evolve
     gc.collect()
@@ -110,12 +125,11 @@ def mutate_run(
             for row in rows(entity_id(k)):
                 text = f"{row.from_value!r}{row.to_value!r}"
                 leaked += any(s in text for s in SECRETS)
+    counts = {"rows": store.rows_recorded, "events": events[0], "rows_with_secret": leaked}
+    if feed:
+        counts["feed_changes"] = engine.feed.head().sequence if engine.feed is not None else -1
     engine.close()
-    return Result(
-        n,
-        seconds,
-        {"rows": store.rows_recorded, "events": events[0], "rows_with_secret": leaked},
-    )
+    return Result(n, seconds, counts)
 
 
 def bare_plugin_run(n: int, *, plan: list[tuple[str, Any]]) -> Result:

@@ -1206,7 +1206,8 @@ def queries_markdown(section: dict[str, Any]) -> str:
 
 
 @contextmanager
-def _database(dsn: str | None, quick: bool) -> Iterator[str]:
+def database(dsn: str | None, quick: bool) -> Iterator[str]:
+    """``dsn`` itself, or a throwaway server's (the full run's settings unless quick)."""
     if dsn is not None:
         yield dsn
         return
@@ -1218,7 +1219,7 @@ def run(quick: bool, rounds: int, dsn: str | None, only: set[str]) -> dict[str, 
     """Run the selected PostgreSQL parts; see the module docstring."""
     report: dict[str, Any] = {}
     problems: list[str] = []
-    with _database(dsn, quick) as url:
+    with database(dsn, quick) as url:
         bench = Bench(url)
         try:
             if "postgres" in only:

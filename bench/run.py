@@ -2,6 +2,7 @@
 
     python bench/run.py            # full run: warm-up, then 5 interleaved rounds
     python bench/run.py --quick    # smoke run for CI: tiny sizes, checks counts only
+    python bench/run.py --only feed   # one section (memory, postgres, queries, feed)
 
 Baselines are measured in the same run as the library, rounds are interleaved so noise is
 shared, and every figure is a median with its min–max range. ``make bench`` runs this.
@@ -156,7 +157,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if "memory" in report:
         lines += memory_markdown(report["memory"])
-    for extra in ("postgres", "queries"):
+    for extra in ("postgres", "queries", "feed"):
         if extra in report:
             lines += ["", report[extra].get("markdown", "")]
     return "\n".join(lines) + "\n"
@@ -169,11 +170,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round, checks only")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--only", choices=["memory", "postgres", "queries"], action="append")
+    parser.add_argument(
+        "--only", choices=["memory", "postgres", "queries", "feed"], action="append"
+    )
     parser.add_argument("--dsn", help="use this PostgreSQL instead of starting one")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    only = set(args.only or ["memory", "postgres", "queries"])
+    only = set(args.only or ["memory", "postgres", "queries", "feed"])
     started = time.time()
     report: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -187,12 +190,22 @@ def main(argv: list[str] | None = None) -> int:
         print("in-memory scenarios", flush=True)
         report["memory"] = memory_section(args.quick, args.rounds)
         problems += check_memory_counts(report["memory"])
-    if only & {"postgres", "queries"}:
+    if only & {"postgres", "queries", "feed"}:
         import postgres_bench
 
-        pg = postgres_bench.run(args.quick, args.rounds, args.dsn, only)
-        report.update(pg["report"])
-        problems += pg["problems"]
+        # One server (or --dsn) for every PostgreSQL section.
+        with postgres_bench.database(args.dsn, args.quick) as url:
+            if only & {"postgres", "queries"}:
+                pg = postgres_bench.run(args.quick, args.rounds, url, only)
+                report.update(pg["report"])
+                problems += pg["problems"]
+            if "feed" in only:
+                import feed_bench
+
+                print("change feed", flush=True)
+                feed = feed_bench.run(args.quick, args.rounds, url)
+                report.update(feed["report"])
+                problems += feed["problems"]
     report["seconds"] = time.time() - started
     args.out.mkdir(parents=True, exist_ok=True)
     name = "quick" if args.quick else "full"

@@ -1,4 +1,5 @@
-"""Transactions and write-back handlers against an obviously correct model.
+"""Transactions, write-back handlers and durable delivery against an obviously correct
+model.
 
 :class:`TransactionsVsModel` drives an in-memory engine and a PostgreSQL engine with the
 same random plain writes, transactions (commit or roll back; several entities; the same
@@ -6,11 +7,16 @@ entity more than once) and a handler that writes back (an ``urgent`` ticket is
 escalated by its own event's handler). After every step both engines must agree with
 :class:`Model` — a few dozen lines of dicts and lists that state what SPEC §3, §5, §7,
 §14 and §15.1 mean — on each entity's rows (field, from, to, op of their change) and on
-the events delivered, in order.
+the events delivered, in order — in process, to a ``Broadcast()`` subscriber (every
+change once, in the model's order) and to a ``WorkQueue`` member (every change once, in
+order per entity).
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from secrets import token_hex
@@ -23,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from psycopg import sql
 
-from reactive_entities import ABSENT, ChangeEvent, Engine, compose
+from reactive_entities import ABSENT, Broadcast, ChangeEvent, Engine, WorkQueue, compose
 from reactive_entities.adapters.memory import ManualClock
 from reactive_entities.testing.plugin import DictStorage
 
@@ -112,6 +118,8 @@ class Side:
     engine: Engine
     storage: DictStorage[Ticket]
     events: list[ChangeEvent] = attrs.Factory(list)
+    broadcast: list[ChangeEvent] = attrs.Factory(list)  #: a Broadcast() subscriber's
+    queued: list[ChangeEvent] = attrs.Factory(list)  #: a WorkQueue(group) member's
 
     def run(self, ops: list[Op], *, commit: bool) -> None:
         """The ops in one transaction; on rollback the app restores its own dict."""
@@ -190,6 +198,8 @@ class TransactionsVsModel(RuleBasedStateMachine):
         engine.define_entity("ticket", Ticket, read=storage.read)
         side = Side(name, engine, storage)
         engine.subscribe(side.events.append)
+        engine.subscribe(side.broadcast.append, delivery=Broadcast())
+        engine.subscribe(side.queued.append, delivery=WorkQueue(group="model"))
         handle = engine.handle("ticket")
 
         def escalate(event: ChangeEvent) -> None:
@@ -234,6 +244,34 @@ class TransactionsVsModel(RuleBasedStateMachine):
                     f"{side.name} rows of {entity_id}"
                 )
             assert side.engine._delivery.pending() == 0
+            self.check_durable_delivery(side, expected_events)
+
+    def check_durable_delivery(self, side: Side, expected: list[Any]) -> None:
+        """The Broadcast subscriber gets every change once, in model order; the work
+        queue every change once, in order per entity (both on their own threads)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+            len(side.broadcast) < len(expected) or len(side.queued) < len(expected)
+        ):
+            time.sleep(0.005)
+
+        def form(events: list[ChangeEvent]) -> list[Any]:
+            return [(e.entity_id, e.op, None if e.next is None else dict(e.next)) for e in events]
+
+        assert form(side.broadcast) == expected, f"{side.name} broadcast"
+        queued = form(side.queued)
+
+        def key(item: Any) -> str:
+            return json.dumps(item, sort_keys=True)
+
+        assert sorted(map(key, queued)) == sorted(map(key, expected)), f"{side.name} queue"
+        for entity_id in IDS:
+            mine = [e for e in expected if e[0] == entity_id]
+            assert [e for e in queued if e[0] == entity_id] == mine, f"{side.name} queue order"
+        positions = [e.position for e in side.broadcast]
+        assert all(
+            a is not None and b is not None and a < b for a, b in itertools.pairwise(positions)
+        )
 
     def teardown(self) -> None:
         """Close both engines and drop the run's schema."""

@@ -402,7 +402,6 @@ def _copy_document(document: Document) -> Document:
 
 
 def _copy_event(event: ChangeEvent) -> ChangeEvent:
-    return event
     """The event with fresh copies of its documents: nobody who holds the original (or
     the copy) can change the other."""
     return attrs.evolve(

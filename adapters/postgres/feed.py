@@ -86,11 +86,13 @@ class _Queries:
         def q(text: str) -> bytes:
             return sql.SQL(text).format(schema=sql.Identifier(schema)).as_bytes(None)
 
+        # ORDER BY names the table's columns (c.): a bare "xid" would be the output
+        # column xid::text, sorting "1000" before "999".
         self.changes = q(
-            f"SELECT {_COLUMNS} FROM {{schema}}.changes"
-            " WHERE (xid, position) > (%(xid)s::xid8, %(pos)s) AND " + _SETTLED + ""
-            " AND (%(kind)s::text IS NULL OR kind = %(kind)s)"
-            " ORDER BY xid, position LIMIT %(limit)s"
+            f"SELECT {_COLUMNS} FROM {{schema}}.changes AS c"
+            " WHERE (c.xid, c.position) > (%(xid)s::xid8, %(pos)s) AND " + _SETTLED + ""
+            " AND (%(kind)s::text IS NULL OR c.kind = %(kind)s)"
+            " ORDER BY c.xid, c.position LIMIT %(limit)s"
         )
         self.entity_changes = q(
             f"SELECT {_COLUMNS} FROM (SELECT * FROM {{schema}}.changes"
