@@ -262,7 +262,7 @@ def _match(plan: Plan, received: list[Received], extra: set[str]) -> tuple[list[
         wrong += fields != ",".join(sorted(changes))
         times[i] = at
     surplus = sum(
-        len(got) - taken.get(eid, 0) for eid, got in by_entity.items() if eid not in extra
+        max(len(got) - taken.get(eid, 0), 0) for eid, got in by_entity.items() if eid not in extra
     )
     surplus += sum(max(len(by_entity.get(eid, [])) - 1, 0) for eid in extra)
     unknown = sum(1 for eid in extra if eid not in by_entity)
@@ -270,7 +270,7 @@ def _match(plan: Plan, received: list[Received], extra: set[str]) -> tuple[list[
         (missing, "never received"),
         (surplus, "received more than once or not written"),
         (wrong, "received with other fields than written"),
-        (unknown, "warm-up changes never received"),
+        (unknown, "of the warm-up never received"),
     ):
         if count:
             problems.append(f"{count} changes {what}")

@@ -37,6 +37,9 @@ class Claim:
     change: ChangeEvent
     attempts: int  #: including this one
     lease_until: datetime
+    #: New on every claim: the delivery obeys ``complete``/``retry_later``/``dead_letter``
+    #: only while this is its current claim (a claim whose lease expired is "lost").
+    token: str
 
 
 @attrs.frozen
@@ -61,7 +64,9 @@ class ConsumerStatus:
     mode: str  #: "broadcast" or "work-queue"
     position: Position | None  #: the last change handled (broadcast) or scanned (group)
     lag_changes: int  #: settled changes after ``position``
-    lag_seconds: float | None  #: age of the oldest of those, None without lag
+    #: Age of the oldest unhandled change — after ``position``, or (work queues) queued,
+    #: claimed or waiting for a retry; dead letters excluded. None when there is none.
+    lag_seconds: float | None
     in_flight: int  #: claimed, not finished (work queues)
     waiting: int  #: queued or waiting for a retry (work queues)
     dead_letters: int

@@ -72,6 +72,7 @@ class _Delivery:
     lease_until: datetime | None = None  #: claimed: until when
     last_error: str = ""
     failed_at: datetime | None = None  #: dead: when it was set aside
+    token: str | None = None  #: claimed: the current claim's token
 
     @property
     def entity(self) -> _Entity:
@@ -88,16 +89,12 @@ class _Delivery:
 
     def held_by(self, claim: Claim) -> bool:
         """Whether ``claim`` is the delivery's current claim (not a lost, older one)."""
-        return (
-            self.state == "claimed"
-            and self.member == claim.member
-            and self.attempts == claim.attempts
-            and self.lease_until == claim.lease_until
-        )
+        return self.state == "claimed" and self.token == claim.token
 
-    def take(self, member: str, lease_until: datetime) -> None:
-        """Claim it for ``member``: one more attempt."""
+    def take(self, member: str, lease_until: datetime, token: str) -> None:
+        """Claim it for ``member``: one more attempt, under a new ``token``."""
         self.state = "claimed"
+        self.token = token
         self.attempts += 1
         self.member = member
         self.lease_until = lease_until
@@ -163,6 +160,7 @@ class MemoryFeed(ChangeFeed):
         self._wakes: dict[object, _Wake] = {}
         self._cursors: dict[str, Position] = {}
         self._groups: dict[str, _Group] = {}
+        self._claims = 0  # claims made: each claim's token is unique in this feed
 
     # -- writing (the store's on_commit hook) ---------------------------------------------------
 
@@ -277,8 +275,10 @@ class MemoryFeed(ChangeFeed):
             delivery = state.next_deliverable(now)
             if delivery is None:
                 return None
-            delivery.take(member, now + lease)
-            claim = Claim(group, member, delivery.event, delivery.attempts, now + lease)
+            self._claims += 1
+            token = f"{id(self):x}-{self._claims}"
+            delivery.take(member, now + lease, token)
+            claim = Claim(group, member, delivery.event, delivery.attempts, now + lease, token)
         return attrs.evolve(claim, change=_copy_event(claim.change))
 
     def complete(self, claim: Claim) -> bool:

@@ -147,24 +147,26 @@ class _Queries:
             "  AND (o.change_xid, o.change_pos) < (c.change_xid, c.change_pos))"
             " ORDER BY c.change_xid, c.change_pos LIMIT 1 FOR UPDATE OF c SKIP LOCKED)"
             " UPDATE {schema}.deliveries d SET state = 'claimed', member = %(member)s,"
-            " attempts = d.attempts + 1, lease_until = now_.t + %(lease)s::interval"
+            " attempts = d.attempts + 1, lease_until = now_.t + %(lease)s::interval,"
+            " claim_token = gen_random_uuid()"
             " FROM next_, now_ WHERE d.id = next_.id"
-            " RETURNING d.id, d.change_pos, d.attempts, d.lease_until"
+            " RETURNING d.id, d.change_pos, d.attempts, d.lease_until, d.claim_token::text"
         )
         self.change_at = q(f"SELECT {_COLUMNS} FROM {{schema}}.changes WHERE position = %s")
         held = (
             " WHERE group_name = %(group)s AND change_pos = %(pos)s"
-            " AND state = 'claimed' AND member = %(member)s AND attempts = %(attempts)s"
+            " AND state = 'claimed' AND claim_token = %(token)s::uuid"
         )
         self.complete = q("DELETE FROM {schema}.deliveries" + held + " RETURNING 1")
         self.retry_later = q(
             "UPDATE {schema}.deliveries SET state = 'pending', member = NULL,"
-            " lease_until = NULL, last_error = %(error)s,"
+            " lease_until = NULL, claim_token = NULL, last_error = %(error)s,"
             " not_before = COALESCE(%(now)s::timestamptz, clock_timestamp())"
             " + %(delay)s::interval" + held + " RETURNING 1"
         )
         self.dead_letter = q(
             "UPDATE {schema}.deliveries SET state = 'dead', member = NULL, lease_until = NULL,"
+            " claim_token = NULL,"
             " last_error = %(error)s,"
             " failed_at = COALESCE(%(now)s::timestamptz, clock_timestamp())" + held + " RETURNING 1"
         )
@@ -189,9 +191,12 @@ class _Queries:
             " WHERE (xid, position) > (%s::xid8, %s) AND " + _SETTLED
         )
         self.group_counts = q(
-            "SELECT count(*) FILTER (WHERE state = 'claimed'),"
-            " count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead')"
-            " FROM {schema}.deliveries WHERE group_name = %s"
+            "SELECT count(*) FILTER (WHERE d.state = 'claimed'),"
+            " count(*) FILTER (WHERE d.state = 'pending'),"
+            " count(*) FILTER (WHERE d.state = 'dead'),"
+            " min(c.occurred_at) FILTER (WHERE d.state <> 'dead')"
+            " FROM {schema}.deliveries d JOIN {schema}.changes c ON c.position = d.change_pos"
+            " WHERE d.group_name = %s"
         )
 
 
@@ -327,11 +332,11 @@ class PostgresFeed(ChangeFeed):
         rows = self._store._write(f'claim a change for group "{group}"', self._q.claim, params)
         if not rows:
             return None
-        _, pos, attempts, lease_until = rows[0]
+        _, pos, attempts, lease_until, token = rows[0]
         found = self._store._read("read a claimed change", self._q.change_at, (pos,))
         if not found:  # pragma: no cover - the log is append-only
             raise StoreError(f"claimed change at position {pos} is missing from the log")
-        return Claim(group, member, _event(found[0]), attempts, utc(lease_until))
+        return Claim(group, member, _event(found[0]), attempts, utc(lease_until), token)
 
     def _held(self, claim: Claim, **extra: Any) -> dict[str, Any]:
         position = claim.change.position
@@ -339,8 +344,7 @@ class PostgresFeed(ChangeFeed):
         return {
             "group": claim.group,
             "pos": position.sequence,
-            "member": claim.member,
-            "attempts": claim.attempts,
+            "token": claim.token,
             "now": self._now(),
             **extra,
         }
@@ -386,9 +390,12 @@ class PostgresFeed(ChangeFeed):
             count, oldest = store._read("measure lag", self._q.lag, (xid, pos))[0]
             claimed = waiting = dead = 0
             if mode == "work-queue":
-                claimed, waiting, dead = store._read(
+                # A group's unhandled work also includes its queued and claimed deliveries.
+                claimed, waiting, dead, queued_oldest = store._read(
                     "count deliveries", self._q.group_counts, (name,)
                 )[0]
+                if queued_oldest is not None and (oldest is None or queued_oldest < oldest):
+                    oldest = queued_oldest
             lag_seconds = None if oldest is None else max((now - utc(oldest)).total_seconds(), 0)
             out.append(
                 ConsumerStatus(

@@ -33,7 +33,8 @@ CREATE TABLE work_groups (
 );
 
 -- ...and its unfinished deliveries: pending (due at not_before), claimed (by a member
--- until lease_until) or dead (set aside after the last retry). Done ones are deleted.
+-- until lease_until, under claim_token: new on every claim, so a lost claim cannot act)
+-- or dead (set aside after the last retry). Done ones are deleted.
 CREATE TABLE deliveries (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     group_name   text NOT NULL,
@@ -45,6 +46,7 @@ CREATE TABLE deliveries (
     not_before   timestamptz NOT NULL DEFAULT '-infinity',
     lease_until  timestamptz,
     member       text,
+    claim_token  uuid,
     last_error   text,
     failed_at    timestamptz,
     UNIQUE (group_name, change_pos)
