@@ -8,8 +8,10 @@ PostgreSQL, a NOTIFY from any process) or its poll interval passes, then catches
 * **Broadcast** reads the feed after its cursor, calls the handler for each matching
   change in feed order, and moves the cursor past it — stored under the consumer's name
   when it has one, after each change, so a restarted process resumes right after the
-  last change it handled. A handler that raises is logged (masked) and the change is
-  passed: a broadcast does not block on one bad change.
+  last change it handled (saved once per batch read and when the subscription stops, so
+  a killed process may see the end of its last batch again). A handler that raises is
+  logged (masked) and the change is passed: a broadcast does not block on one bad
+  change.
 * **WorkQueue** queues the group's unseen changes (any member may; the feed serializes
   them), then claims deliveries one at a time: handler, then ``complete``; a handler
   that raises is retried after a doubling delay until ``max_retries`` retries were
@@ -78,11 +80,13 @@ class DurableSubscription:
         self._stop = threading.Event()
         self._cursor: Position | None = None
         self._soonest: float | None = None  # seconds until a scheduled retry is due
+        self._saved: Position | None = None  # a named consumer's last stored position
         self.member = f"{socket.gethostname()}:{os.getpid()}:{next(_members)}"
         if isinstance(mode, Broadcast):
             name = f"broadcast[{mode.consumer or self.member}]"
             stored = None if mode.consumer is None else feed.load_cursor(mode.consumer)
             self._cursor = stored if stored is not None else feed.head()
+            self._saved = stored
         else:
             name = f"work-queue[{mode.group}]"
             feed.enqueue(mode.group, kind)  # a new group starts here, not at the next wake
@@ -130,18 +134,27 @@ class DurableSubscription:
 
     def _broadcast(self, mode: Broadcast) -> None:
         feed = self._feed
-        while not self._stop.is_set():
-            batch = feed.changes(self._cursor, kind=self.kind, limit=_BATCH)
-            for event in batch:
-                if self._stop.is_set():
+        try:
+            while not self._stop.is_set():
+                batch = feed.changes(self._cursor, kind=self.kind, limit=_BATCH)
+                for event in batch:
+                    if self._stop.is_set():
+                        return
+                    if self._matches(event):
+                        self._call(event)
+                    self._cursor = event.position
+                if len(batch) < _BATCH:
                     return
-                if self._matches(event):
-                    self._call(event)
-                self._cursor = event.position
-                if mode.consumer is not None and event.position is not None:
-                    feed.save_cursor(mode.consumer, event.position)
-            if len(batch) < _BATCH:
-                return
+        finally:
+            self._save_cursor(mode)
+
+    def _save_cursor(self, mode: Broadcast) -> None:
+        """Store a named consumer's position: once per batch (a process killed mid-batch
+        sees the rest of that batch again — at least once), and when it stops."""
+        cursor = self._cursor
+        if mode.consumer is not None and cursor is not None and cursor != self._saved:
+            self._feed.save_cursor(mode.consumer, cursor)
+            self._saved = cursor
 
     def _work(self, mode: WorkQueue) -> None:
         feed = self._feed

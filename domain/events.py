@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeAlias
 import attrs
 
 from reactive_entities.domain.actor import Actor
-from reactive_entities.domain.json import Document, JSONValue
+from reactive_entities.domain.json import Document, JSONValue, copy_document
 from reactive_entities.domain.position import Position
 
 __all__ = [
@@ -93,6 +93,26 @@ class ChangeEvent:
     #: Where the change sits in the feed: set on events read from it (``changes()``,
     #: durable subscriptions), None on events delivered in-process at commit.
     position: Position | None = None
+
+    def detached(self) -> ChangeEvent:
+        """The same event with its own copies of ``prev``, ``next`` and ``delta``: what a
+        receiver does to the copy's documents reaches nobody else (DESIGN §8)."""
+        prev = self.prev
+        nxt = self.next
+        return ChangeEvent(
+            self.kind,
+            self.entity_id,
+            self.op,
+            None if prev is None else copy_document(prev),
+            None if nxt is None else copy_document(nxt),
+            copy_document(self.delta),
+            self.changed_fields,
+            self.actor,
+            self.run_id,
+            self.occurred_at,
+            self.change_id,
+            self.position,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; ``occurred_at`` becomes ISO-8601 UTC with a ``Z``, and

@@ -16,7 +16,14 @@ import json
 import math
 from typing import TypeAlias
 
-__all__ = ["JSONValue", "Document", "canonical_json", "structurally_equal", "copy_value"]
+__all__ = [
+    "JSONValue",
+    "Document",
+    "canonical_json",
+    "structurally_equal",
+    "copy_value",
+    "copy_document",
+]
 
 JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 Document: TypeAlias = dict[str, JSONValue]
@@ -134,3 +141,20 @@ def copy_value(value: JSONValue) -> JSONValue:
             for k, v in value.items()  # type: ignore[union-attr]
         }
     return value
+
+
+def copy_document(doc: Document) -> Document:
+    """A copy of a document sharing no list or dict with it: :func:`copy_value` for a
+    top-level dict, faster when most fields hold scalars (they are shared as they are).
+
+    >>> doc = {"status": "open", "tags": ["a"]}
+    >>> copied = copy_document(doc)
+    >>> copied == doc, copied is doc, copied["tags"] is doc["tags"]
+    (True, False, False)
+    """
+    copied = doc.copy()
+    for key, value in doc.items():
+        kind = type(value)
+        if kind is list or kind is dict:
+            copied[key] = copy_value(value)
+    return copied

@@ -23,17 +23,21 @@ from reactive_entities.adapters.postgres.feed import channel_for
 from reactive_entities.cli import main
 from reactive_entities.domain.position import Position
 from reactive_entities.domain.subscriptions import Broadcast, WorkQueue
-from reactive_entities.engine import Engine
+from reactive_entities.engine import Engine, EntityHandle
 from reactive_entities.testing.examples import Incident, define_incidents
 from reactive_entities.testing.plugin import DictStorage
 
 _numbers = itertools.count(1)
+#: The application's incidents, shared by the engines of a test (its schema's log).
+_STORAGE: DictStorage[Incident] = DictStorage()
 
 
 @pytest.fixture
 def schema(pg_dsn: str, pg_schema: str) -> Iterator[str]:
-    """A migrated schema of this test's own (so consumers and the feed start empty)."""
+    """A migrated schema of this test's own (so consumers and the feed start empty), and
+    an application holding no incidents yet."""
     name = f"{pg_schema}_{next(_numbers)}"
+    _STORAGE.rows.clear()
     with compose.postgres(pg_dsn, schema=name):
         pass
     yield name
@@ -41,29 +45,28 @@ def schema(pg_dsn: str, pg_schema: str) -> Iterator[str]:
         conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
+def _incidents(engine: Engine) -> EntityHandle[Incident]:
+    """The ``incident`` kind on ``engine``, defined once per engine."""
+    if "incident" in engine.kinds():
+        return engine.handle("incident")
+    return define_incidents(engine, _STORAGE)[0]
+
+
 def _write(pg_dsn: str, schema: str, *steps: tuple[str, dict[str, str]]) -> None:
-    """Record ``steps`` (entity id, fields: a create the first time, else a patch)."""
+    """Record ``steps`` with an engine of their own (see :func:`_write_with`)."""
     with compose.postgres(pg_dsn, schema=schema) as engine:
         _write_with(engine, *steps)
 
 
 def _write_with(engine: Engine, *steps: tuple[str, dict[str, str]]) -> None:
-    handle, storage = _incidents(engine)
+    """Record ``steps``: (entity id, fields), a create the first time, else a patch."""
+    handle = _incidents(engine)
     for entity_id, fields in steps:
-        if entity_id in storage.rows:
-            handle.mutate(entity_id, storage.patch(entity_id, **fields))
+        if entity_id in _STORAGE.rows:
+            handle.mutate(entity_id, _STORAGE.patch(entity_id, **fields))
         else:
-            handle.mutate(entity_id, storage.put(entity_id, Incident(**fields)))  # type: ignore[arg-type]
-
-
-_storages: dict[int, DictStorage[Incident]] = {}
-
-
-def _incidents(engine: Engine) -> tuple[object, DictStorage[Incident]]:
-    """The ``incident`` kind on ``engine``, defined once per engine."""
-    if "incident" not in engine.kinds():
-        _storages[id(engine)] = define_incidents(engine)[1]
-    return engine.handle("incident"), _storages[id(engine)]
+            state = Incident(**fields)  # type: ignore[arg-type]
+            handle.mutate(entity_id, _STORAGE.put(entity_id, state))
 
 
 def _tail(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[list[str], str]:
@@ -148,9 +151,7 @@ def test_tail_by_default_prints_only_new_changes(
     assert [line.split()[2:4] for line in lines] == [["incident:new-1", "create"]]
 
 
-def test_tail_json_picks_up_a_change_another_engine_commits(
-    pg_dsn: str, schema: str
-) -> None:
+def test_tail_json_picks_up_a_change_another_engine_commits(pg_dsn: str, schema: str) -> None:
     """``tail --json --limit-seconds`` as a process: a change committed by this test's
     engine while it runs arrives as ``to_dict()`` JSON, masked, and it exits 0. The DSN
     carries a password: it shows nowhere."""
@@ -159,7 +160,7 @@ def test_tail_json_picks_up_a_change_another_engine_commits(
         f"postgresql://{parts.get('user', 'postgres')}:Hunter2-Zq81x@{parts['host']}:"
         f"{parts['port']}/{parts.get('dbname', 'postgres')}"
     )
-    argv = ["tail", "--dsn", dsn, "--schema", schema, "--json", "--limit-seconds", "3"]
+    argv = ["tail", "--dsn", dsn, "--schema", schema, "--json", "--limit-seconds", "2"]
     with compose.postgres(pg_dsn, schema=schema) as engine:
         _incidents(engine)
         process = subprocess.Popen(
@@ -196,13 +197,13 @@ def test_tail_json_picks_up_a_change_another_engine_commits(
 
 def test_tail_stops_with_exit_0_on_ctrl_c(pg_dsn: str, schema: str) -> None:
     """SIGINT (Ctrl-C) ends a ``tail`` that has no time limit, quietly, with status 0."""
+    argv = ["tail", "--dsn", pg_dsn, "--schema", schema]
     process = subprocess.Popen(
-        [sys.executable, "-P", "-m", "reactive_entities", "tail", "--dsn", pg_dsn,
-         "--schema", schema],
+        [sys.executable, "-P", "-m", "reactive_entities", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     try:
         assert process.stderr is not None
         assert "following schema" in process.stderr.readline()
@@ -222,12 +223,12 @@ def test_tail_reports_a_lost_listen_connection_as_a_warning(
 ) -> None:
     """The feed's LISTEN connection killed under ``tail``: one redacted warning on stderr,
     and a change committed afterwards still arrives."""
-    parts = conninfo_to_dict(pg_dsn)
-    dsn = f"{pg_dsn}?password=Hunter2-Zq81x" if "?" not in pg_dsn else pg_dsn
+    dsn = conninfo_to_dict(pg_dsn) | {"password": "Hunter2-Zq81x"}
+    dsn_text = " ".join(f"{key}='{value}'" for key, value in dsn.items())
     statuses: list[int] = []
     thread = threading.Thread(
         target=lambda: statuses.append(
-            main(["tail", "--dsn", dsn, "--schema", schema, "--limit-seconds", "2.5"])
+            main(["tail", "--dsn", dsn_text, "--schema", schema, "--limit-seconds", "2.5"])
         )
     )
     thread.start()
@@ -252,8 +253,8 @@ def test_tail_reports_a_lost_listen_connection_as_a_warning(
         captured.err
     )
     assert "Hunter2" not in captured.err + captured.out
-    assert parts["port"] is not None
     assert [line.split()[2] for line in captured.out.splitlines()] == ["incident:after-kill"]
+    print(captured.err, file=sys.__stderr__)
 
 
 # -- consumers and dead letters --------------------------------------------------------
@@ -273,26 +274,21 @@ def dead_letter(pg_dsn: str, schema: str) -> str:
     work-queue group ``billing`` whose handler failed it into a dead letter; then one
     more change neither has seen. Returns the failed change's id."""
     with compose.postgres(pg_dsn, schema=schema) as engine:
-        _incidents(engine)
+        handle = _incidents(engine)
         engine.secrets.register("run-dl", ["acct-Zq81x"])
         seen: list[ChangeEvent] = []
 
         def fail(event: ChangeEvent) -> None:
             raise RuntimeError(f"no route to acct-Zq81x for {event.entity_id}")
 
-        audit = engine.subscribe(
-            seen.append, kind="incident", delivery=Broadcast(consumer="audit")
-        )
+        audit = engine.subscribe(seen.append, kind="incident", delivery=Broadcast("audit"))
         billing = engine.subscribe(
             fail, kind="incident", delivery=WorkQueue(group="billing", max_retries=0)
         )
-        handle, storage = _incidents(engine)
-        handle.mutate(
-            "dl-1", storage.put("dl-1", Incident("open", "low")), run_id="run-dl"
-        )  # type: ignore[attr-defined]
+        handle.mutate("dl-1", _STORAGE.put("dl-1", Incident("open", "low")), run_id="run-dl")
         _wait_for(lambda: len(seen) == 1 and engine.dead_letters("billing") != (), "delivery")
-        audit.cancel()  # type: ignore[attr-defined]
-        billing.cancel()  # type: ignore[attr-defined]
+        audit.cancel()
+        billing.cancel()
         _write_with(engine, ("dl-2", {"status": "open", "severity": "low"}))
         return seen[0].change_id
 
@@ -303,10 +299,8 @@ def test_consumers_lists_cursor_lag_claims_and_dead_letters(
     """Each named consumer and group: mode, cursor, lag in changes and seconds, dead letters."""
     assert main(["consumers", "--dsn", pg_dsn, "--schema", schema]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == [
-        "name", "mode", "cursor", "lag", "lag", "(s)", "in", "flight", "waiting", "dead",
-        "letters",
-    ]  # fmt: skip
+    header = " ".join(lines[0].split())
+    assert header == "name mode cursor lag lag (s) in flight waiting dead letters"
     audit, billing = (line.split() for line in lines[2:])
     assert audit[:2] == ["audit", "broadcast"]
     assert audit[3] == "1"  # dl-2, after its cursor
@@ -330,7 +324,9 @@ def test_consumers_on_a_schema_without_any(
 ) -> None:
     """No consumer has run yet: a sentence, not an empty table; ``--json`` prints nothing."""
     assert main(["consumers", "--dsn", pg_dsn, "--schema", schema]) == 0
-    assert capsys.readouterr().out == f"no named consumers or work-queue groups in schema {schema}\n"
+    assert (
+        capsys.readouterr().out == f"no named consumers or work-queue groups in schema {schema}\n"
+    )
     assert main(["consumers", "--dsn", pg_dsn, "--schema", schema, "--json"]) == 0
     assert capsys.readouterr().out == ""
 
@@ -374,5 +370,6 @@ def test_dead_letters_of_an_unknown_group_say_so(
     )
     assert main(["dead-letters", "retry", "bililng", *base]) == 0
     assert capsys.readouterr().out == (
-        f'requeued 0 dead letters of work-queue group "bililng" (no such group in schema {schema})\n'
+        'requeued 0 dead letters of work-queue group "bililng"'
+        f" (no such group in schema {schema})\n"
     )

@@ -80,15 +80,19 @@ def test_positions_count_up_from_one(feed: MemoryFeed, store: InMemoryEntityStor
     assert [e.position for e in feed.entity_changes(KIND, "e-1")] == [Position(0, 2)]
 
 
-def test_append_keeps_its_own_copy(feed: MemoryFeed, store: InMemoryEntityStore) -> None:
-    """An event appended directly and then mutated leaves the feed's copy alone."""
+def test_append_keeps_the_documents_it_is_given(
+    feed: MemoryFeed, store: InMemoryEntityStore
+) -> None:
+    """``append`` does not copy (the store hands the committed documents to nobody
+    else); every read hands out copies instead, so readers cannot change the feed."""
     record(store, make_plan(KIND, "e-1", None, {"status": "open", "tags": ["a"]}))
     event = attrs.evolve(feed.changes(after=None)[0], change_id="c-direct", position=None)
     feed.append(event)
-    assert event.next is not None
-    event.next["tags"].append("x")  # type: ignore[union-attr]
-    kept = feed.changes(after=Position(0, 1))[0]
-    assert (kept.change_id, kept.next) == ("c-direct", {"status": "open", "tags": ["a"]})
+    read = feed.changes(after=Position(0, 1))[0]
+    assert read.next is not None and event.next is not None
+    assert read.next["tags"] is not event.next["tags"]
+    read.next["tags"].append("x")  # type: ignore[union-attr]
+    assert feed.changes(after=Position(0, 1))[0].next == {"status": "open", "tags": ["a"]}
 
 
 def test_four_threads_committing_get_unique_increasing_positions(

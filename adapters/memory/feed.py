@@ -40,7 +40,6 @@ import attrs
 
 from reactive_entities.domain.errors import InvalidArgumentError
 from reactive_entities.domain.events import ChangeEvent
-from reactive_entities.domain.json import Document, copy_value
 from reactive_entities.domain.position import START, Position
 from reactive_entities.domain.temporal import first_at_or_after
 from reactive_entities.domain.validation import limit_problem
@@ -165,12 +164,13 @@ class MemoryFeed(ChangeFeed):
     # -- writing (the store's on_commit hook) ---------------------------------------------------
 
     def append(self, event: ChangeEvent) -> None:
-        """Keep a committed change (a copy of its documents) at the next position, then
-        call every wake-up callback."""
-        copied = _copy_event(event)
+        """Keep a committed change at the next position, then call every wake-up
+        callback. The event's documents are kept as they are — the store hands them to
+        nobody else, in-process delivery gives each handler its own copy — and every
+        read hands out copies."""
         with self._lock:
             position = Position(0, len(self._log) + 1)
-            kept = attrs.evolve(copied, position=position)
+            kept = attrs.evolve(event, position=position)
             self._log.append(kept)
             self._positions.append(position)
             self._by_entity.setdefault((kept.kind, kept.entity_id), []).append(kept)
@@ -396,20 +396,10 @@ def _check_limit(limit: int | None) -> None:
         raise InvalidArgumentError(f"limit {problem}")
 
 
-def _copy_document(document: Document) -> Document:
-    """A copy sharing no list or dict with ``document``."""
-    return {key: copy_value(value) for key, value in document.items()}
-
-
 def _copy_event(event: ChangeEvent) -> ChangeEvent:
     """The event with fresh copies of its documents: nobody who holds the original (or
     the copy) can change the other."""
-    return attrs.evolve(
-        event,
-        prev=None if event.prev is None else _copy_document(event.prev),
-        next=None if event.next is None else _copy_document(event.next),
-        delta=_copy_document(event.delta),
-    )
+    return event.detached()
 
 
 def _occurred_at(event: ChangeEvent) -> datetime:
