@@ -65,7 +65,7 @@ def in_memory(
         memory_feed = MemoryFeed(clock)
         feed = memory_feed if feed is None else feed
         store = InMemoryEntityStore(
-            clock, lock_timeout=_timeout(lock_timeout), on_commit=memory_feed.append
+            clock, lock_timeout=_timeout(lock_timeout), on_commit=memory_feed.record
         )
     return _engine(
         store=store,

@@ -153,8 +153,9 @@ class Plan:
     change_id: str
     transitions: tuple[Transition, ...]
 
-    def event(self, at: datetime) -> ChangeEvent:
-        """The change event, stamped ``at`` (the time the store stamped on the rows)."""
+    def event(self, at: datetime, position: Position | None = None) -> ChangeEvent:
+        """The change event, stamped ``at`` (the time the store stamped on the rows), at
+        ``position`` in the feed when known."""
         return ChangeEvent(
             self.kind,
             self.entity_id,
@@ -167,6 +168,7 @@ class Plan:
             self.run_id,
             at,
             self.change_id,
+            position,
         )
 
 

@@ -254,7 +254,6 @@ def test_tail_reports_a_lost_listen_connection_as_a_warning(
     )
     assert "Hunter2" not in captured.err + captured.out
     assert [line.split()[2] for line in captured.out.splitlines()] == ["incident:after-kill"]
-    print(captured.err, file=sys.__stderr__)
 
 
 # -- consumers and dead letters --------------------------------------------------------

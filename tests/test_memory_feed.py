@@ -29,7 +29,7 @@ class TestMemoryFeed(ChangeFeedContract):
     def world(self, clock: ManualClock) -> Iterator[FeedWorld]:
         """The in-memory store committing into a memory feed, on one manual clock."""
         feed = MemoryFeed(clock)
-        yield FeedWorld(store=InMemoryEntityStore(clock, on_commit=feed.append), feed=feed)
+        yield FeedWorld(store=InMemoryEntityStore(clock, on_commit=feed.record), feed=feed)
 
 
 @pytest.fixture
@@ -47,7 +47,7 @@ def feed(clock: ManualClock) -> MemoryFeed:
 @pytest.fixture
 def store(clock: ManualClock, feed: MemoryFeed) -> InMemoryEntityStore:
     """The in-memory store committing into ``feed``."""
-    return InMemoryEntityStore(clock, on_commit=feed.append)
+    return InMemoryEntityStore(clock, on_commit=feed.record)
 
 
 def _create(store: InMemoryEntityStore, entity_id: str) -> str:
@@ -179,7 +179,7 @@ def test_a_claim_from_another_feed_is_lost(
 ) -> None:
     """A claim this feed never issued (another feed's) completes nothing."""
     other = MemoryFeed(clock)
-    other_store = InMemoryEntityStore(clock, on_commit=other.append)
+    other_store = InMemoryEntityStore(clock, on_commit=other.record)
     for f in (feed, other):
         f.enqueue("g", None)
     _create(store, "e-1")

@@ -39,7 +39,7 @@ from typing import Literal
 import attrs
 
 from reactive_entities.domain.errors import InvalidArgumentError
-from reactive_entities.domain.events import ChangeEvent
+from reactive_entities.domain.events import ChangeEvent, Plan
 from reactive_entities.domain.position import START, Position
 from reactive_entities.domain.temporal import first_at_or_after
 from reactive_entities.domain.validation import limit_problem
@@ -144,7 +144,7 @@ class MemoryFeed(ChangeFeed):
     >>> from reactive_entities.testing.builders import make_plan, record
     >>> clock = ManualClock()
     >>> feed = MemoryFeed(clock)
-    >>> store = InMemoryEntityStore(clock, on_commit=feed.append)
+    >>> store = InMemoryEntityStore(clock, on_commit=feed.record)
     >>> _ = record(store, make_plan("incident", "inc-1", None, {"status": "open"}))
     >>> [(str(e.position), e.op, e.next) for e in feed.changes(after=None)]
     [('0-1', 'create', {'status': 'open'})]
@@ -162,6 +162,19 @@ class MemoryFeed(ChangeFeed):
         self._claims = 0  # claims made: each claim's token is unique in this feed
 
     # -- writing (the store's on_commit hook) ---------------------------------------------------
+
+    def record(self, plan: Plan, stamp: datetime) -> None:
+        """The store's commit hook: keep the committed plan's change, stamped ``stamp``,
+        at the next position (one event built, under the feed's lock)."""
+        with self._lock:
+            position = Position(0, len(self._log) + 1)
+            kept = plan.event(stamp, position)
+            self._log.append(kept)
+            self._positions.append(position)
+            self._by_entity.setdefault((kept.kind, kept.entity_id), []).append(kept)
+            wakes = tuple(self._wakes.values()) if self._wakes else ()
+        for wake in wakes:
+            self._call(wake, kept)
 
     def append(self, event: ChangeEvent) -> None:
         """Keep a committed change at the next position, then call every wake-up

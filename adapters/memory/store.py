@@ -27,7 +27,7 @@ from typing import Any
 from reactive_entities.adapters.memory.clock import SystemClock
 from reactive_entities.domain.actor import Actor
 from reactive_entities.domain.errors import InvalidArgumentError, StoreError
-from reactive_entities.domain.events import ChangeEvent, ChangeRecord, Op, Plan, TransitionRecord
+from reactive_entities.domain.events import ChangeRecord, Op, Plan, TransitionRecord
 from reactive_entities.domain.json import copy_value
 from reactive_entities.domain.temporal import (
     first_at_or_after,
@@ -72,11 +72,11 @@ class InMemoryEntityStore(EntityStore):
         clock: Clock | None = None,
         *,
         lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
-        on_commit: Callable[[ChangeEvent], None] | None = None,
+        on_commit: Callable[[Plan, datetime], None] | None = None,
     ) -> None:
         self._clock = clock if clock is not None else SystemClock()
-        #: Receives each committed change's event (under its entity lock, in recording
-        #: order per entity): the in-memory feed keeps them.
+        #: Receives each committed plan and its stamp (under its entity lock, in
+        #: recording order per entity): the in-memory feed keeps them.
         self._on_commit = on_commit
         self._lock_timeout = lock_timeout.total_seconds()
         self._logs: dict[tuple[str, str], _EntityLog] = {}
@@ -304,7 +304,7 @@ class MemoryTransaction(StoreTransaction):
                 stamp = locked[(plan.kind, plan.entity_id)]
                 store._append(plan, stamp)
                 if publish is not None:
-                    publish(plan.event(stamp))
+                    publish(plan, stamp)
             self._pending = []
             if then is not None:
                 then()
