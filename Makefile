@@ -12,7 +12,7 @@ MODULES := $(shell find . \( -name '*.py' -o -name '*.sql' \) -not -path './.ven
              -not -path './tests/*' -not -path './property_tests/*' -not -path './bench/*' \
              -not -path './docs/*' | LC_ALL=C sort | tr '\n' ' ')
 
-.PHONY: install reinstall demo test check lint typecheck layers guards pytest postgres-binaries bench bench-quick soak clean
+.PHONY: install reinstall demo test check lint typecheck layers guards pytest postgres-binaries bench bench-quick soak feed-soak clean
 
 install: $(STAMP)
 
@@ -68,6 +68,11 @@ bench-quick: reinstall postgres-binaries
 # The kill -9 soak of transactional writes (issue 10) at full size: 60 kills.
 soak: reinstall postgres-binaries
 	RE_SOAK_KILLS=60 $(BIN)/python -P -m pytest -q -p no:cacheprovider tests/test_transactions_kill.py
+
+# The cross-process change feed (issue 11) at full size: 3 processes, 8 writer threads,
+# 20,000 changes over 200 entities.
+feed-soak: reinstall postgres-binaries
+	RE_FEED_SOAK=1 $(BIN)/python -P -m pytest -q -p no:cacheprovider tests/test_feed_processes.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

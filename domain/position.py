@@ -14,14 +14,17 @@ ever commit behind its cursor. The in-memory store has one "transaction" (0).
 
 from __future__ import annotations
 
-import attrs
+from typing import NamedTuple
 
 __all__ = ["Position", "START"]
 
 
-@attrs.frozen(order=True)
-class Position:
-    """A change's place in the feed: compare with ``<``, serialize with ``str``."""
+class Position(NamedTuple):
+    """A change's place in the feed: compare with ``<``, serialize with ``str``.
+
+    A named tuple rather than an attrs class: one is made for every change the feed
+    keeps, and a tuple is the cheapest immutable, ordered, hashable value there is.
+    """
 
     transaction: int
     sequence: int

@@ -127,8 +127,7 @@ def test_tail_after_a_position_and_of_one_kind(
 def test_tail_by_default_prints_only_new_changes(
     pg_dsn: str, schema: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without a start option, changes recorded before ``tail`` started are not printed,
-    and one committed while it runs is."""
+    """By default only changes committed while ``tail`` runs are printed, none before."""
     _write(pg_dsn, schema, ("old-1", {"status": "open", "severity": "low"}))
     lines, err = _tail(capsys, "--dsn", pg_dsn, "--schema", schema)
     assert lines == []
@@ -152,9 +151,7 @@ def test_tail_by_default_prints_only_new_changes(
 
 
 def test_tail_json_picks_up_a_change_another_engine_commits(pg_dsn: str, schema: str) -> None:
-    """``tail --json --limit-seconds`` as a process: a change committed by this test's
-    engine while it runs arrives as ``to_dict()`` JSON, masked, and it exits 0. The DSN
-    carries a password: it shows nowhere."""
+    """``tail --json`` as a process prints another engine's new commit, masked, no password."""
     parts = conninfo_to_dict(pg_dsn)
     dsn = (
         f"postgresql://{parts.get('user', 'postgres')}:Hunter2-Zq81x@{parts['host']}:"
@@ -221,8 +218,7 @@ def test_tail_stops_with_exit_0_on_ctrl_c(pg_dsn: str, schema: str) -> None:
 def test_tail_reports_a_lost_listen_connection_as_a_warning(
     pg_dsn: str, schema: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The feed's LISTEN connection killed under ``tail``: one redacted warning on stderr,
-    and a change committed afterwards still arrives."""
+    """A killed LISTEN connection: a redacted warning on stderr, later changes still arrive."""
     dsn = conninfo_to_dict(pg_dsn) | {"password": "Hunter2-Zq81x"}
     dsn_text = " ".join(f"{key}='{value}'" for key, value in dsn.items())
     statuses: list[int] = []
@@ -333,8 +329,7 @@ def test_consumers_on_a_schema_without_any(
 def test_dead_letters_list_then_retry(
     pg_dsn: str, schema: str, dead_letter: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``list`` shows the dead letter with its masked error; ``retry`` requeues it and
-    says how many; the group then has one delivery waiting and no dead letter."""
+    """``list`` shows the dead letter, error masked; ``retry`` requeues it and says how many."""
     base = ["--dsn", pg_dsn, "--schema", schema]
     assert main(["dead-letters", "list", "billing", *base]) == 0
     out = capsys.readouterr().out

@@ -56,7 +56,7 @@ KILLS = int(os.environ.get("RE_FEED_KILLS", "6"))
 _schemas = itertools.count(1)
 
 
-# -- fixtures and helpers ---------------------------------------------------------------------
+# -- fixtures and helpers ----------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def group_idle(engine: Engine, group: str) -> bool:
     )
 
 
-# -- gap safety ---------------------------------------------------------------------------------
+# -- gap safety --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("a_holds_an_xid", [True, False], ids=["A-wrote-its-app-row", "A-log-only"])
@@ -149,9 +149,7 @@ def test_a_transaction_that_commits_late_is_never_skipped(
 ) -> None:
     """A writes first and holds, B writes second and commits, then A commits: no reader
     passes A while it is open, and both are delivered, A not skipped."""
-    items = SqlStorage(
-        schema, "items", to_doc=attrs.asdict, from_doc=lambda doc: FeedItem(**doc)
-    )
+    items = SqlStorage(schema, "items", to_doc=attrs.asdict, from_doc=lambda doc: FeedItem(**doc))
     writer = open_engine()
     reader = open_engine(poll_interval=0.2)
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
@@ -223,7 +221,7 @@ def test_a_transaction_that_commits_late_is_never_skipped(
         assert [event.entity_id for event in delivered_while_open] == ["b"]
 
 
-# -- work-queue members killed inside their handler ----------------------------------------------
+# -- work-queue members killed inside their handler --------------------------------------------
 
 
 def _lines(path: Path) -> list[tuple[str, str]]:
@@ -294,7 +292,7 @@ def test_kill_9_of_work_queue_members_inside_their_handler_loses_nothing(
         )
 
 
-# -- a named broadcast resumes ----------------------------------------------------------------------
+# -- a named broadcast resumes -----------------------------------------------------------------
 
 
 def test_a_restarted_named_broadcast_resumes_after_its_last_handled_change(
@@ -326,7 +324,7 @@ def test_a_restarted_named_broadcast_resumes_after_its_last_handled_change(
     assert status.lag_changes == 0
 
 
-# -- the LISTEN connection killed ----------------------------------------------------------------------
+# -- the LISTEN connection killed --------------------------------------------------------------
 
 
 def _listeners(conn: psycopg.Connection[Any], schema: str) -> list[int]:
@@ -390,7 +388,7 @@ def test_a_terminated_listen_connection_delays_nothing_beyond_the_poll_interval(
         assert "postgres@" not in message
 
 
-# -- retries and dead letters ----------------------------------------------------------------------
+# -- retries and dead letters ------------------------------------------------------------------
 
 
 def test_a_handler_that_always_raises_is_dead_lettered_after_max_retries(
@@ -426,7 +424,12 @@ def test_a_handler_that_always_raises_is_dead_lettered_after_max_retries(
     assert attempts == [change_id] * 3
 
     [dead] = engine.dead_letters(group)
-    assert (dead.group, dead.change_id, dead.kind, dead.entity_id) == (group, change_id, KIND, "e-1")
+    assert (dead.group, dead.change_id, dead.kind, dead.entity_id) == (
+        group,
+        change_id,
+        KIND,
+        "e-1",
+    )
     assert dead.attempts == 3
     assert "RuntimeError" in dead.last_error
     assert "****" in dead.last_error
@@ -458,7 +461,7 @@ def test_a_handler_that_always_raises_is_dead_lettered_after_max_retries(
     assert group_status(engine, group)["dead_letters"] == 0
 
 
-# -- per-entity order within a group -------------------------------------------------------------------
+# -- per-entity order within a group -----------------------------------------------------------
 
 
 def test_a_group_of_two_members_handles_each_entity_in_order(
@@ -476,8 +479,10 @@ def test_a_group_of_two_members_handles_each_entity_in_order(
             start = time.monotonic()
             time.sleep(0.05)
             assert event.next is not None
+            n = event.next["n"]
+            assert isinstance(n, int)
             with lock:
-                handled.append((event.entity_id, event.next["n"], number, start, time.monotonic()))
+                handled.append((event.entity_id, n, number, start, time.monotonic()))
 
         return handle
 
@@ -500,7 +505,7 @@ def test_a_group_of_two_members_handles_each_entity_in_order(
             assert start >= end, f"e-{e}: two changes handled at once"
 
 
-# -- the migration of a version-1 database ------------------------------------------------------------
+# -- the migration of a version-1 database -----------------------------------------------------
 
 
 def _insert_old_change(
@@ -582,9 +587,7 @@ def test_the_feed_migration_upgrades_a_version_1_database_in_place(
             assert migrations.migrate(conn, schema) == (1,)
         assert migrations.schema_version(conn, schema) == 1
         _insert_old_change(conn, schema, "old-1", "create", None, {"n": 1, "writer": "v1"})
-        _insert_old_change(
-            conn, schema, "old-2", "create", None, {"n": 1, "writer": "v1"}
-        )
+        _insert_old_change(conn, schema, "old-2", "create", None, {"n": 1, "writer": "v1"})
         _insert_old_change(
             conn, schema, "old-1", "update", {"n": 1, "writer": "v1"}, {"n": 2, "writer": "v1"}
         )
@@ -612,7 +615,7 @@ def test_the_feed_migration_upgrades_a_version_1_database_in_place(
     assert history[-1].prev == {"n": 2, "writer": "v1"}
 
 
-# -- close() stops the threads --------------------------------------------------------------------------
+# -- close() stops the threads -----------------------------------------------------------------
 
 
 def test_close_stops_every_delivery_thread_within_5_seconds(
@@ -652,7 +655,7 @@ def test_close_stops_every_delivery_thread_within_5_seconds(
     assert ours() == []
 
 
-# -- changes() arguments ----------------------------------------------------------------------------------
+# -- changes() arguments -----------------------------------------------------------------------
 
 
 def test_changes_takes_a_position_or_its_str_and_checks_its_arguments(

@@ -160,8 +160,7 @@ def test_history_since_keeps_rows_at_or_after_an_aware_time(
 def test_history_json_prints_one_object_per_row(
     pg_dsn: str, pg_schema: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``--json``: one object per row with op, actor, run id and position; masked values;
-    a create's rows have no ``from_value`` (the entity did not exist)."""
+    """``--json``: an object per row, with op/actor/run/position; a create has no from_value."""
     with compose.postgres(pg_dsn, schema=pg_schema) as engine:
         handle, storage = define_incidents(engine)
         handle.mutate("json-1", storage.put("json-1", Incident("open", "low", token="s3cr3t-tok")))

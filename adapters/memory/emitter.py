@@ -117,9 +117,7 @@ class InProcessEmitter(Emitter):
             ):
                 continue
             try:
-                # Each handler gets its own documents: what one handler does to them
-                # reaches no other handler and nothing recorded (DESIGN §8).
-                subscription.handler(event.detached())
+                subscription.handler(event)
             except Exception as error:
                 log_failure(
                     self._logger, f"handler {subscription.handler!r}", event, error, self._secrets
@@ -144,6 +142,6 @@ class FanOutEmitter(Emitter):
         """Deliver to each emitter; a failing one is logged and skipped."""
         for emitter in self.emitters:
             try:
-                emitter.emit(event if isinstance(emitter, InProcessEmitter) else event.detached())
+                emitter.emit(event)
             except Exception as error:
                 log_failure(self._logger, f"emitter {emitter!r}", event, error, self._secrets)

@@ -29,17 +29,20 @@ committing write.
 from __future__ import annotations
 
 import logging
+import marshal
 import threading
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import attrs
 
+from reactive_entities.domain.actor import Actor
 from reactive_entities.domain.errors import InvalidArgumentError
-from reactive_entities.domain.events import ChangeEvent, Plan
+from reactive_entities.domain.events import ChangeEvent, Op, Plan
+from reactive_entities.domain.json import Document
 from reactive_entities.domain.position import START, Position
 from reactive_entities.domain.temporal import first_at_or_after
 from reactive_entities.domain.validation import limit_problem
@@ -56,6 +59,25 @@ _Entity = tuple[str, str]
 _Wake = Callable[[], None]
 
 
+class _Kept(NamedTuple):
+    """A change as the feed keeps it: its documents ``marshal``-ed to bytes — exact for
+    JSON values (``True`` stays apart from ``1``), a few times cheaper to make than a
+    copy, immutable, and invisible to the cyclic garbage collector, which a growing log
+    of dicts would keep busy. Reads rebuild fresh documents (:func:`_event`)."""
+
+    kind: str
+    entity_id: str
+    op: Op
+    prev: bytes | None
+    next: bytes | None
+    changed_fields: tuple[str, ...]
+    actor: int  #: index into the feed's actors: an Actor object would keep it tracked
+    run_id: str | None
+    occurred_at: datetime
+    change_id: str
+    position: Position
+
+
 # -- private bookkeeping (mutable; only frozen values leave the feed) --------------------------
 
 
@@ -63,7 +85,7 @@ _Wake = Callable[[], None]
 class _Delivery:
     """One change queued for a work-queue group."""
 
-    event: ChangeEvent  #: the feed's own copy (never handed out)
+    event: _Kept  #: the feed's own record (never handed out)
     state: _State = "pending"
     attempts: int = 0  #: claims so far (reset when a dead letter is retried)
     due: datetime | None = None  #: pending: not claimable before this (None: at once)
@@ -153,10 +175,12 @@ class MemoryFeed(ChangeFeed):
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._log: list[ChangeEvent] = []  # feed order; each carries its position
+        self._log: list[_Kept] = []  # feed order
         self._positions: list[Position] = []  # the log's positions, for bisect
-        self._by_entity: dict[_Entity, list[ChangeEvent]] = {}
+        self._by_entity: dict[_Entity, list[_Kept]] = {}
         self._wakes: dict[object, _Wake] = {}
+        self._actors: list[Actor] = []  # every actor seen, by the index kept records use
+        self._actor_index: dict[Actor, int] = {}
         self._cursors: dict[str, Position] = {}
         self._groups: dict[str, _Group] = {}
         self._claims = 0  # claims made: each claim's token is unique in this feed
@@ -165,39 +189,89 @@ class MemoryFeed(ChangeFeed):
 
     def record(self, plan: Plan, stamp: datetime) -> None:
         """The store's commit hook: keep the committed plan's change, stamped ``stamp``,
-        at the next position (one event built, under the feed's lock)."""
+        at the next position, then call every wake-up callback."""
+        prev = None if plan.prev is None else _dumps(plan.prev)
+        nxt = None if plan.next is None else _dumps(plan.next)
+        self._keep(
+            plan.kind,
+            plan.entity_id,
+            plan.op,
+            prev,
+            nxt,
+            plan.changed_fields,
+            plan.actor,
+            plan.run_id,
+            stamp,
+            plan.change_id,
+        )
+
+    def append(self, event: ChangeEvent) -> None:
+        """Keep a committed change at the next position, then call every wake-up
+        callback (``record`` without a plan)."""
+        prev = None if event.prev is None else _dumps(event.prev)
+        nxt = None if event.next is None else _dumps(event.next)
+        self._keep(
+            event.kind,
+            event.entity_id,
+            event.op,
+            prev,
+            nxt,
+            event.changed_fields,
+            event.actor,
+            event.run_id,
+            event.occurred_at,
+            event.change_id,
+        )
+
+    def _keep(
+        self,
+        kind: str,
+        entity_id: str,
+        op: Op,
+        prev: bytes | None,
+        nxt: bytes | None,
+        fields: tuple[str, ...],
+        actor: Actor,
+        run_id: str | None,
+        stamp: datetime,
+        change_id: str,
+    ) -> None:
         with self._lock:
+            actor_index = self._actor_index.get(actor)
+            if actor_index is None:
+                actor_index = self._actor_index[actor] = len(self._actors)
+                self._actors.append(actor)
             position = Position(0, len(self._log) + 1)
-            kept = plan.event(stamp, position)
+            kept = _Kept(
+                kind,
+                entity_id,
+                op,
+                prev,
+                nxt,
+                fields,
+                actor_index,
+                run_id,
+                stamp,
+                change_id,
+                position,
+            )
             self._log.append(kept)
             self._positions.append(position)
-            self._by_entity.setdefault((kept.kind, kept.entity_id), []).append(kept)
+            by_entity = self._by_entity.get((kind, entity_id))
+            if by_entity is None:
+                self._by_entity[kind, entity_id] = [kept]
+            else:
+                by_entity.append(kept)
             wakes = tuple(self._wakes.values()) if self._wakes else ()
         for wake in wakes:
             self._call(wake, kept)
 
-    def append(self, event: ChangeEvent) -> None:
-        """Keep a committed change at the next position, then call every wake-up
-        callback. The event's documents are kept as they are — the store hands them to
-        nobody else, in-process delivery gives each handler its own copy — and every
-        read hands out copies."""
-        with self._lock:
-            position = Position(0, len(self._log) + 1)
-            kept = attrs.evolve(event, position=position)
-            self._log.append(kept)
-            self._positions.append(position)
-            self._by_entity.setdefault((kept.kind, kept.entity_id), []).append(kept)
-            wakes = tuple(self._wakes.values())
-        for wake in wakes:
-            self._call(wake, kept)
-
-    @staticmethod
-    def _call(wake: _Wake, event: ChangeEvent) -> None:
+    def _call(self, wake: _Wake, kept: _Kept) -> None:
         """Call one wake-up; a failure is logged (masked), never raised into the commit."""
         try:
             wake()
         except Exception as error:
-            log_failure(_LOGGER, f"feed wake-up {wake!r}", event, error, None)
+            log_failure(_LOGGER, f"feed wake-up {wake!r}", _event(kept, self._actors), error, None)
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -210,7 +284,7 @@ class MemoryFeed(ChangeFeed):
         with self._lock:
             matching = (e for e in self._after(after) if kind is None or e.kind == kind)
             found = list(islice(matching, limit))
-        return tuple(_copy_event(e) for e in found)
+        return tuple(_event(e, self._actors) for e in found)
 
     def entity_changes(
         self,
@@ -229,7 +303,7 @@ class MemoryFeed(ChangeFeed):
             events = events[first_at_or_after(events, since, stamp=_occurred_at) :]
         if limit is not None:
             events = events[len(events) - limit :] if limit else []
-        return tuple(_copy_event(e) for e in events)
+        return tuple(_event(e, self._actors) for e in events)
 
     def head(self) -> Position:
         """The last position assigned (``START`` before the first change)."""
@@ -291,8 +365,8 @@ class MemoryFeed(ChangeFeed):
             self._claims += 1
             token = f"{id(self):x}-{self._claims}"
             delivery.take(member, now + lease, token)
-            claim = Claim(group, member, delivery.event, delivery.attempts, now + lease, token)
-        return attrs.evolve(claim, change=_copy_event(claim.change))
+            kept, attempts = delivery.event, delivery.attempts
+        return Claim(group, member, _event(kept, self._actors), attempts, now + lease, token)
 
     def complete(self, claim: Claim) -> bool:
         """Drop the delivery as done; False if the claim was lost."""
@@ -358,7 +432,7 @@ class MemoryFeed(ChangeFeed):
     def _head(self) -> Position:
         return self._positions[-1] if self._positions else START
 
-    def _after(self, position: Position | None) -> list[ChangeEvent]:
+    def _after(self, position: Position | None) -> list[_Kept]:
         """The changes strictly after ``position`` (all when None)."""
         start = 0 if position is None else bisect_right(self._positions, position)
         return self._log[start:]
@@ -409,21 +483,47 @@ def _check_limit(limit: int | None) -> None:
         raise InvalidArgumentError(f"limit {problem}")
 
 
-def _copy_event(event: ChangeEvent) -> ChangeEvent:
-    """The event with fresh copies of its documents: nobody who holds the original (or
-    the copy) can change the other."""
-    return event.detached()
+_dumps = marshal.dumps
 
 
-def _occurred_at(event: ChangeEvent) -> datetime:
-    return event.occurred_at
+def _loads(data: bytes) -> Document:
+    doc: Document = marshal.loads(data)
+    return doc
 
 
-def _position(event: ChangeEvent) -> Position:
-    """The position of an event the feed keeps (always set)."""
-    if event.position is None:  # pragma: no cover - every kept event has one
-        raise AssertionError("a kept event has no position")
-    return event.position
+def _event(kept: _Kept, actors: list[Actor]) -> ChangeEvent:
+    """A fresh :class:`ChangeEvent` of a kept change: documents decoded anew (so the
+    receiver owns them), the delta rebuilt from ``next`` and the changed fields."""
+    prev = None if kept.prev is None else _loads(kept.prev)
+    nxt = None if kept.next is None else _loads(kept.next)
+    if nxt is None:
+        delta: Document = {}
+    elif kept.op == "create":
+        delta = dict(nxt)
+    else:
+        delta = {field: nxt.get(field) for field in kept.changed_fields}
+    return ChangeEvent(
+        kept.kind,
+        kept.entity_id,
+        kept.op,
+        prev,
+        nxt,
+        delta,
+        kept.changed_fields,
+        actors[kept.actor],
+        kept.run_id,
+        kept.occurred_at,
+        kept.change_id,
+        kept.position,
+    )
+
+
+def _occurred_at(kept: _Kept) -> datetime:
+    return kept.occurred_at
+
+
+def _position(kept: _Kept) -> Position:
+    return kept.position
 
 
 def _age(now: datetime, moments: list[datetime]) -> float | None:
