@@ -24,6 +24,7 @@ from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.emitter import Emitter
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
+from reactive_entities.run_secrets import UnknownRunPolicy, unknown_run_problem
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -40,16 +41,20 @@ def in_memory(
     emitter: Emitter | None = None,
     secrets: SecretRegistry | None = None,
     converter: cattrs.Converter | None = None,
+    unknown_run: UnknownRunPolicy = "warn",
 ) -> Engine:
     """An engine that keeps its transition log in this process (no server).
 
     ``emitter`` receives every event in addition to in-process subscribers;
-    ``log_events`` adds a :class:`LoggingEmitter`.
+    ``log_events`` adds a :class:`LoggingEmitter`. ``unknown_run`` says what a write
+    naming a run without registered secrets does: ``"warn"`` (one WARNING per run id),
+    ``"error"`` (``InvalidArgumentError`` before ``apply`` runs) or ``"allow"``.
 
     >>> with in_memory() as engine:
     ...     engine.kinds()
     ()
     """
+    _check_unknown_run(unknown_run)
     clock = clock if clock is not None else SystemClock()
     store = store if store is not None else InMemoryEntityStore(clock)
     return _engine(
@@ -60,6 +65,7 @@ def in_memory(
         emitter=emitter,
         secrets=secrets,
         converter=converter,
+        unknown_run=unknown_run,
     )
 
 
@@ -78,6 +84,8 @@ def postgres(
     converter: cattrs.Converter | None = None,
     pool_size: int = 10,
     pool_timeout: float = 10.0,
+    unknown_run: UnknownRunPolicy = "warn",
+    shared_secrets: bool = False,
 ) -> Engine:
     """An engine whose transition log lives in PostgreSQL, shared by every process
     using the same database and ``schema``.
@@ -92,7 +100,10 @@ def postgres(
     already be at this code's version (else ``SchemaVersionError``, saying how to fix
     it). Stamps and windows use the database clock, unless ``clock`` is given (tests).
     ``locking=False`` skips the per-entity lock: faster, but concurrent writers of one
-    entity may then interleave. Other options are as for :func:`in_memory`.
+    entity may then interleave. ``shared_secrets=True`` keeps run secrets in the
+    database (:class:`PostgresSecretRegistry`), so secrets registered by one process
+    mask the writes of every process sharing the schema; it cannot be combined with
+    ``secrets``. Other options are as for :func:`in_memory`.
     """
     # Imported here: psycopg takes longer to import than the rest of the library, and
     # in-memory users should not pay for it.
@@ -100,6 +111,9 @@ def postgres(
 
     if pool is not None and dsn is not None:
         raise InvalidArgumentError("pass either dsn or pool to compose.postgres, not both")
+    _check_unknown_run(unknown_run)
+    if shared_secrets and secrets is not None:
+        raise InvalidArgumentError("pass either secrets or shared_secrets=True, not both")
     if pool is None:
         store = PostgresEntityStore.connect(
             dsn if dsn is not None else "",
@@ -119,6 +133,10 @@ def postgres(
     except BaseException:
         store.close()
         raise
+    if shared_secrets:
+        from reactive_entities.adapters.postgres.secret_registry import PostgresSecretRegistry
+
+        secrets = PostgresSecretRegistry(store.pool, schema=schema)
     return _engine(
         store=store,
         clock=clock if clock is not None else SystemClock(),
@@ -127,7 +145,14 @@ def postgres(
         emitter=emitter,
         secrets=secrets,
         converter=converter,
+        unknown_run=unknown_run,
     )
+
+
+def _check_unknown_run(policy: object) -> None:
+    problem = unknown_run_problem(policy)
+    if problem is not None:
+        raise InvalidArgumentError(problem)
 
 
 def _engine(
@@ -140,6 +165,7 @@ def _engine(
     secrets: SecretRegistry | None,
     converter: cattrs.Converter | None,
     on_close: tuple[object, ...] = (),
+    unknown_run: UnknownRunPolicy = "warn",
 ) -> Engine:
     secrets = secrets if secrets is not None else InMemorySecretRegistry()
     hub = InProcessEmitter(secrets=secrets, logger=logger)
@@ -159,4 +185,5 @@ def _engine(
         clock=clock,
         converter=converter if converter is not None else make_converter(),
         logger=logger,
+        unknown_run=unknown_run,
     )

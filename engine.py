@@ -61,6 +61,7 @@ from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.emitter import Emitter, Subscription, SubscriptionHub
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
+from reactive_entities.run_secrets import EngineSecrets, UnknownRunPolicy
 
 __all__ = ["Engine", "EntityHandle", "write_through", "remove_through"]
 
@@ -361,12 +362,15 @@ class Engine:
         logger: logging.Logger | None = None,
         new_change_id: Callable[[], str] = new_change_id,
         on_close: Sequence[Callable[[], None]] = (),
+        unknown_run: UnknownRunPolicy = "warn",
     ) -> None:
         self.store = store
         self.emitter = emitter
-        self.secrets = secrets
         self.converter = converter
         self.logger = logger if logger is not None else _LOGGER
+        self.secrets = EngineSecrets(
+            secrets, unknown_run=unknown_run, logger=self.logger, is_closed=lambda: self._closed
+        )
         self._subscriptions = subscriptions
         self._clock = clock
         self._new_change_id = new_change_id
@@ -408,10 +412,12 @@ class Engine:
 
     def kinds(self) -> tuple[str, ...]:
         """Defined kinds, in definition order."""
+        self._check_open()
         return tuple(self._handles)
 
     def handle(self, kind: str) -> EntityHandle[Any]:
         """The handle of a defined kind."""
+        self._check_open()
         try:
             return self._handles[kind]
         except (KeyError, TypeError):
@@ -442,6 +448,8 @@ class Engine:
             handle = self.handle(kind)
             for field in sorted(wanted or ()):
                 handle._check_field(field)
+        elif wanted is not None:
+            _check_fields_of_some_kind(wanted, tuple(self._handles.values()))
         return self._subscriptions.subscribe(handler, kind=kind, fields=wanted)
 
     # -- derivers ------------------------------------------------------------------------
@@ -451,15 +459,18 @@ class Engine:
     ) -> None:
         """Register a function deriving related entity ids from ``kind``'s events, and
         optionally the kind's payload mapper (SPEC §10)."""
+        self._check_open()
         self._derivers.register(kind, derive, to_payload)
 
     def derive(self, event: ChangeEvent) -> tuple[str, ...]:
         """Ids derived from ``event`` by its kind's derivers: de-duplicated, non-empty
         strings, in first-seen order. A deriver that raises is logged and skipped."""
+        self._check_open()
         return self._derivers.derive(event)
 
     def payload(self, event: ChangeEvent) -> dict[str, Any] | None:
         """The kind's payload mapper applied to ``event``, or None without one."""
+        self._check_open()
         return self._derivers.payload(event)
 
     # -- declarations --------------------------------------------------------------------
@@ -468,6 +479,7 @@ class Engine:
         self, *, table: str, reason: str, note: str | None = None
     ) -> NonReactiveDeclaration:
         """Record that ``table`` is deliberately not reactive, and why (SPEC §10)."""
+        self._check_open()
         problem = declaration_problem(table, reason, note)
         if problem is not None:
             raise InvalidArgumentError(f"non-reactive declaration: {problem}")
@@ -479,6 +491,7 @@ class Engine:
 
     def non_reactive_declarations(self) -> tuple[NonReactiveDeclaration, ...]:
         """Every declaration, in declaration order."""
+        self._check_open()
         return self._declarations
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -565,7 +578,9 @@ def _check_id(entity_id: object) -> None:
         return  # the fast path of every call
     problem = id_problem(entity_id)
     if problem is not None:
-        raise InvalidArgumentError(f"entity id {problem} (got {entity_id!r:.60})")
+        # A type problem already says what it got; others show the value.
+        got = "" if "(got " in problem else f" (got {entity_id!r:.60})"
+        raise InvalidArgumentError(f"entity id {problem}{got}")
 
 
 def _checked_actor(actor: object) -> Actor:
@@ -583,7 +598,23 @@ def _run_secrets(registry: SecretRegistry, run_id: object) -> SecretSet:
         raise InvalidArgumentError(f"run_id must be a non-empty str or None (got {run_id!r:.60})")
     if has_lone_surrogate(run_id):
         raise InvalidArgumentError(f"run_id must not contain a lone surrogate (got {run_id!r:.60})")
+    if type(registry) is EngineSecrets:
+        return registry.for_write(run_id)  # applies the engine's unknown_run policy
     return registry.secrets_for(run_id)
+
+
+def _check_fields_of_some_kind(
+    fields: frozenset[str], handles: Sequence[EntityHandle[Any]]
+) -> None:
+    """``subscribe(fields=...)`` without a kind: each name must be a field of some
+    defined kind, else the subscription could never fire (SPEC §16.7)."""
+    unknown = sorted(f for f in fields if not any(f in h._schema.field_set for h in handles))
+    if unknown:
+        kinds = ", ".join(h.kind for h in handles) or "none"
+        raise InvalidArgumentError(
+            f"fields {', '.join(map(repr, unknown))} are not fields of any defined kind "
+            f"(defined: {kinds}); define the kind first, or pass kind="
+        )
 
 
 def _enter_lock(store: EntityStore, kind: str, entity_id: str) -> AbstractContextManager[object]:

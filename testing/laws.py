@@ -362,8 +362,8 @@ def _plan(inputs: PlanInputs) -> Change | None:
 
 def plan_change_leaves_no_secret(inputs: PlanInputs) -> None:
     """No run secret in the event (prev, next, delta, actor) or the rows' values, and
-    every sensitive field reads ``****``. Identifiers are not masked by design: draw them
-    so they cannot hold a secret."""
+    every sensitive field reads ``****`` (or null, when it was null). Identifiers are not
+    masked by design: draw them so they cannot hold a secret."""
     change = _plan(inputs)
     if change is None:
         return
@@ -372,13 +372,17 @@ def plan_change_leaves_no_secret(inputs: PlanInputs) -> None:
         _require_no_secret(value, inputs.secrets, f"event.{where}")
         for field in inputs.sensitive:
             if value is not None and field in value:
-                _require(value[field] == TOKEN, f"sensitive {field} in {where}: {value[field]!r}")
+                _require(
+                    value[field] in (TOKEN, None), f"sensitive {field} in {where}: {value[field]!r}"
+                )
     _require_no_secret([event.actor.id, event.actor.name], inputs.secrets, "event.actor")
     for row in change.transitions:
         values = [row.to_value] if row.from_value is ABSENT else [row.from_value, row.to_value]
         _require_no_secret(values, inputs.secrets, f"row {row.field}")
         if row.field in inputs.sensitive:
-            _require(all(v == TOKEN for v in values), f"sensitive row {row.field}: {values!r}")
+            _require(
+                all(v in (TOKEN, None) for v in values), f"sensitive row {row.field}: {values!r}"
+            )
 
 
 def plan_change_is_none_iff_diff_is_empty(inputs: PlanInputs) -> None:
@@ -425,12 +429,15 @@ def plan_change_rows_follow_changed_fields(inputs: PlanInputs) -> None:
 
 
 def _masked_value(raw: JSONValue, field: str, inputs: PlanInputs) -> JSONValue:
-    return TOKEN if field in inputs.sensitive else mask_deep(raw, inputs.secrets)
+    if field in inputs.sensitive:
+        return None if raw is None else TOKEN  # null stays null (SPEC §16.2)
+    return mask_deep(raw, inputs.secrets)
 
 
 def plan_change_masked_flag(inputs: PlanInputs) -> None:
     """Each row holds the masked raw values, and ``masked`` is true exactly when the
-    field is sensitive or masking changed its ``from_value`` or its ``to_value``."""
+    field is sensitive (and not null on both sides) or masking changed its
+    ``from_value`` or its ``to_value``."""
     change = _plan(inputs)
     if change is None or inputs.next is None:
         return
@@ -438,14 +445,19 @@ def plan_change_masked_flag(inputs: PlanInputs) -> None:
         raw_to = inputs.next[row.field]
         to_value = _masked_value(raw_to, row.field, inputs)
         _require(same_value(row.to_value, to_value), f"{row.field}: to {row.to_value!r}")
-        changed = row.field in inputs.sensitive or canonical_json(raw_to) != canonical_json(
+        sensitive = row.field in inputs.sensitive
+        changed = (sensitive and raw_to is not None) or canonical_json(raw_to) != canonical_json(
             to_value
         )
         if inputs.prev is not None:
             raw_from = inputs.prev[row.field]
             from_value = _masked_value(raw_from, row.field, inputs)
             _require(same_value(row.from_value, from_value), f"{row.field}: from")
-            changed = changed or canonical_json(raw_from) != canonical_json(from_value)
+            changed = (
+                changed
+                or (sensitive and raw_from is not None)
+                or canonical_json(raw_from) != canonical_json(from_value)
+            )
         _require(row.masked is changed, f"{row.field}: masked={row.masked}, want {changed}")
 
 
