@@ -188,12 +188,12 @@ def test_schema_names_are_identifiers_never_sql(
         with compose.postgres(pg_dsn, schema=schema) as engine:
             assert engine.store.schema_version() == latest_version()  # type: ignore[attr-defined]
         assert _tables(db, schema) == [
-        "changes",
-        "run_secrets",
-        "schema_migrations",
-        "secret_runs",
-        "transitions",
-    ]
+            "changes",
+            "run_secrets",
+            "schema_migrations",
+            "secret_runs",
+            "transitions",
+        ]
         assert db.execute("SELECT to_regnamespace('public') IS NOT NULL").fetchone() == (True,)
     finally:
         db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
