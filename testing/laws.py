@@ -31,6 +31,7 @@ import cattrs
 from returns.result import Failure, Success
 
 from reactive_entities.domain.actor import Actor
+from reactive_entities.domain.automaton import Automaton
 from reactive_entities.domain.diff import diff
 from reactive_entities.domain.documents import document_problems
 from reactive_entities.domain.errors import StateValidationError
@@ -67,6 +68,9 @@ __all__ = [
     "mask_text_is_idempotent",
     "mask_deep_leaves_no_secret",
     "mask_deep_returns_input_when_nothing_is_maskable",
+    "secret_forms",
+    "escaped_masking_leaves_no_form",
+    "automaton_finds_what_brute_force_finds",
     # planning
     "PlanInputs",
     "plan_change_leaves_no_secret",
@@ -304,6 +308,58 @@ def _require_same_shape(raw: object, masked: object, path: str = "$") -> None:
         _require(isinstance(masked, str), f"{path}: a string became {masked!r}")
     else:
         _require(masked is raw, f"{path}: {raw!r} became {masked!r}")
+
+
+def secret_forms(secret: str) -> set[str]:
+    """``secret`` and the forms a message may quote it in: ``repr`` (either quote
+    style), JSON (with and without ``ensure_ascii``), backslash-doubled."""
+    secret = str(secret)
+    return {
+        secret,
+        repr(secret)[1:-1],
+        repr("'\"" + secret)[4:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        secret.replace("\\", "\\\\"),
+    }
+
+
+def escaped_masking_leaves_no_form(text: str, secrets: SecretSet) -> None:
+    """Masking a message with ``secrets.escaped()`` leaves no maskable secret in any of
+    its :func:`secret_forms` (``*``-only secrets exempt)."""
+    masked = call_unmutated(mask_text, text, secrets.escaped())
+    for secret in secrets.maskable:
+        if only_stars(secret):
+            continue
+        for form in secret_forms(secret):
+            if len(form) >= 4 and not only_stars(form):
+                _require(form not in masked, f"form {form!r} of a secret survives: {masked!r}")
+
+
+def automaton_finds_what_brute_force_finds(text: str, values: Sequence[str]) -> None:
+    """The Aho–Corasick automaton's merged ranges equal the union of every occurrence of
+    every value, found one ``str.find`` at a time, merged when overlapping or touching."""
+    covered = [False] * len(text)
+    for value in values:
+        start = text.find(value)
+        while start != -1:
+            for i in range(start, start + len(value)):
+                covered[i] = True
+            start = text.find(value, start + 1)
+    # Occurrences that touch (one ends where the next starts) merge into one range.
+    expected: list[tuple[int, int]] = []
+    i = 0
+    while i < len(text):
+        if not covered[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(text) and covered[j]:
+            j += 1
+        expected.append((i, j))
+        i = j
+    got = call_unmutated(Automaton(tuple(values)).ranges, text)
+    _require(got == expected, f"automaton {got!r} != brute force {expected!r} in {text!r}")
 
 
 def mask_deep_leaves_no_secret(value: JSONValue, secrets: SecretSet) -> None:
