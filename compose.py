@@ -28,6 +28,7 @@ from reactive_entities.ports.emitter import Emitter
 from reactive_entities.ports.feed import ChangeFeed
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
+from reactive_entities.run_secrets import UnknownRunPolicy, unknown_run_problem
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -47,6 +48,7 @@ def in_memory(
     lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
     feed: ChangeFeed | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
+    unknown_run: UnknownRunPolicy = "warn",
 ) -> Engine:
     """An engine that keeps its transition log in this process (no server).
 
@@ -55,11 +57,15 @@ def in_memory(
     an entity another transaction holds (then ``StoreError``). The change feed
     (``engine.changes``, ``Broadcast``/``WorkQueue`` subscriptions) lives in this
     process too; a custom ``store`` comes with its own ``feed`` or none.
+    ``unknown_run`` says what a write naming a run without registered secrets does:
+    ``"warn"`` (one WARNING per run id), ``"error"`` (``InvalidArgumentError`` before
+    ``apply`` runs) or ``"allow"``.
 
     >>> with in_memory() as engine:
     ...     engine.kinds()
     ()
     """
+    _check_unknown_run(unknown_run)
     clock = clock if clock is not None else SystemClock()
     if store is None:
         memory_feed = MemoryFeed(clock)
@@ -76,6 +82,7 @@ def in_memory(
         emitter=emitter,
         secrets=secrets,
         converter=converter,
+        unknown_run=unknown_run,
     )
 
 
@@ -96,6 +103,8 @@ def postgres(
     pool_timeout: float = 10.0,
     lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
+    unknown_run: UnknownRunPolicy = "warn",
+    shared_secrets: bool = False,
 ) -> Engine:
     """An engine whose transition log lives in PostgreSQL, shared by every process
     using the same database and ``schema``.
@@ -111,7 +120,10 @@ def postgres(
     it). Stamps and windows use the database clock, unless ``clock`` is given (tests).
     ``locking=False`` skips the per-entity lock: concurrent writers of one entity may
     then interleave. ``lock_timeout`` bounds the wait for an entity another transaction
-    holds (then ``StoreError`` naming it). Other options are as for :func:`in_memory`.
+    holds (then ``StoreError`` naming it). ``shared_secrets=True`` keeps run secrets in
+    the database (:class:`PostgresSecretRegistry`), so secrets registered by one process
+    mask the writes of every process sharing the schema; it cannot be combined with
+    ``secrets``. Other options are as for :func:`in_memory`.
     """
     # Imported here: psycopg takes longer to import than the rest of the library, and
     # in-memory users should not pay for it.
@@ -120,6 +132,9 @@ def postgres(
 
     if pool is not None and dsn is not None:
         raise InvalidArgumentError("pass either dsn or pool to compose.postgres, not both")
+    _check_unknown_run(unknown_run)
+    if shared_secrets and secrets is not None:
+        raise InvalidArgumentError("pass either secrets or shared_secrets=True, not both")
     if pool is None:
         store = PostgresEntityStore.connect(
             dsn if dsn is not None else "",
@@ -142,6 +157,10 @@ def postgres(
     except BaseException:
         store.close()
         raise
+    if shared_secrets:
+        from reactive_entities.adapters.postgres.secret_registry import PostgresSecretRegistry
+
+        secrets = PostgresSecretRegistry(store.pool, schema=schema)
     return _engine(
         store=store,
         feed=PostgresFeed(store, conninfo=store.conninfo, logger=logger),
@@ -151,7 +170,14 @@ def postgres(
         emitter=emitter,
         secrets=secrets,
         converter=converter,
+        unknown_run=unknown_run,
     )
+
+
+def _check_unknown_run(policy: object) -> None:
+    problem = unknown_run_problem(policy)
+    if problem is not None:
+        raise InvalidArgumentError(problem)
 
 
 def _engine(
@@ -165,6 +191,7 @@ def _engine(
     secrets: SecretRegistry | None,
     converter: cattrs.Converter | None,
     on_close: tuple[object, ...] = (),
+    unknown_run: UnknownRunPolicy = "warn",
 ) -> Engine:
     secrets = secrets if secrets is not None else InMemorySecretRegistry()
     hub = InProcessEmitter(secrets=secrets, logger=logger)
@@ -185,6 +212,7 @@ def _engine(
         logger=logger,
         feed=feed,
         poll_interval=poll_interval,
+        unknown_run=unknown_run,
     )
 
 

@@ -65,6 +65,7 @@ from reactive_entities.ports.emitter import Emitter, Subscription, SubscriptionH
 from reactive_entities.ports.feed import ChangeFeed, ConsumerStatus, DeadLetter
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
+from reactive_entities.run_secrets import EngineSecrets, UnknownRunPolicy
 from reactive_entities.transaction import HeldLocks, Transaction
 
 __all__ = ["Engine", "EntityHandle", "write_through", "remove_through"]
@@ -371,12 +372,15 @@ class Engine:
         on_close: Sequence[Callable[[], None]] = (),
         feed: ChangeFeed | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
+        unknown_run: UnknownRunPolicy = "warn",
     ) -> None:
         self.store = store
         self.emitter = emitter
-        self.secrets = secrets
         self.converter = converter
         self.logger = logger if logger is not None else _LOGGER
+        self.secrets = EngineSecrets(
+            secrets, unknown_run=unknown_run, logger=self.logger, is_closed=lambda: self._closed
+        )
         self._subscriptions = subscriptions
         self._new_change_id = new_change_id
         self._on_close = tuple(on_close)
@@ -423,10 +427,12 @@ class Engine:
 
     def kinds(self) -> tuple[str, ...]:
         """Defined kinds, in definition order."""
+        self._check_open()
         return tuple(self._handles)
 
     def handle(self, kind: str) -> EntityHandle[Any]:
         """The handle of a defined kind."""
+        self._check_open()
         try:
             return self._handles[kind]
         except (KeyError, TypeError):
@@ -487,6 +493,8 @@ class Engine:
             handle = self.handle(kind)
             for field in sorted(wanted or ()):
                 handle._check_field(field)
+        elif wanted is not None:
+            _check_fields_of_some_kind(wanted, tuple(self._handles.values()))
         if delivery is None or isinstance(delivery, InProcess):
             return self._subscriptions.subscribe(handler, kind=kind, fields=wanted)
         if not isinstance(delivery, Broadcast | WorkQueue):
@@ -565,15 +573,18 @@ class Engine:
     ) -> None:
         """Register a function deriving related entity ids from ``kind``'s events, and
         optionally the kind's payload mapper (SPEC §10)."""
+        self._check_open()
         self._derivers.register(kind, derive, to_payload)
 
     def derive(self, event: ChangeEvent) -> tuple[str, ...]:
         """Ids derived from ``event`` by its kind's derivers: de-duplicated, non-empty
         strings, in first-seen order. A deriver that raises is logged and skipped."""
+        self._check_open()
         return self._derivers.derive(event)
 
     def payload(self, event: ChangeEvent) -> dict[str, Any] | None:
         """The kind's payload mapper applied to ``event``, or None without one."""
+        self._check_open()
         return self._derivers.payload(event)
 
     # -- declarations --------------------------------------------------------------------
@@ -582,6 +593,7 @@ class Engine:
         self, *, table: str, reason: str, note: str | None = None
     ) -> NonReactiveDeclaration:
         """Record that ``table`` is deliberately not reactive, and why (SPEC §10)."""
+        self._check_open()
         problem = declaration_problem(table, reason, note)
         if problem is not None:
             raise InvalidArgumentError(f"non-reactive declaration: {problem}")
@@ -593,6 +605,7 @@ class Engine:
 
     def non_reactive_declarations(self) -> tuple[NonReactiveDeclaration, ...]:
         """Every declaration, in declaration order."""
+        self._check_open()
         return self._declarations
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -723,7 +736,9 @@ def _check_id(entity_id: object) -> None:
         return  # the fast path of every call
     problem = id_problem(entity_id)
     if problem is not None:
-        raise InvalidArgumentError(f"entity id {problem} (got {entity_id!r:.60})")
+        # A type problem already says what it got; others show the value.
+        got = "" if "(got " in problem else f" (got {entity_id!r:.60})"
+        raise InvalidArgumentError(f"entity id {problem}{got}")
 
 
 def _checked_actor(actor: object) -> Actor:
@@ -741,4 +756,20 @@ def _run_secrets(registry: SecretRegistry, run_id: object) -> SecretSet:
         raise InvalidArgumentError(f"run_id must be a non-empty str or None (got {run_id!r:.60})")
     if has_lone_surrogate(run_id):
         raise InvalidArgumentError(f"run_id must not contain a lone surrogate (got {run_id!r:.60})")
+    if type(registry) is EngineSecrets:
+        return registry.for_write(run_id)  # applies the engine's unknown_run policy
     return registry.secrets_for(run_id)
+
+
+def _check_fields_of_some_kind(
+    fields: frozenset[str], handles: Sequence[EntityHandle[Any]]
+) -> None:
+    """``subscribe(fields=...)`` without a kind: each name must be a field of some
+    defined kind, else the subscription could never fire (SPEC §16.7)."""
+    unknown = sorted(f for f in fields if not any(f in h._schema.field_set for h in handles))
+    if unknown:
+        kinds = ", ".join(h.kind for h in handles) or "none"
+        raise InvalidArgumentError(
+            f"fields {', '.join(map(repr, unknown))} are not fields of any defined kind "
+            f"(defined: {kinds}); define the kind first, or pass kind="
+        )

@@ -1,8 +1,10 @@
 """Logging a failure without leaking a secret (SPEC §13.1).
 
 A handler, emitter or deriver that raises is logged at WARNING. The traceback is
-formatted here and masked with the secrets of the event's run before it becomes the log
-message; the record carries no ``exc_info``, so no formatter can print the raw exception.
+formatted here and masked with the secrets of the event's run — and with their escaped
+forms (``repr``, JSON, backslash-doubled: a traceback quotes values) — before it becomes
+the log message; the record carries no ``exc_info``, so no formatter can print the raw
+exception.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ def log_failure(
     """Log ``error``, raised by ``what`` while handling ``event``, masked."""
     run_secrets = EMPTY_SECRETS
     if secrets is not None and event.run_id is not None:
-        run_secrets = secrets.secrets_for(event.run_id)
+        run_secrets = secrets.secrets_for(event.run_id).escaped()
     text = "".join(traceback.format_exception(error))
     logger.warning(
         "%s failed for %s %s:%s (change %s)\n%s",

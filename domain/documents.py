@@ -42,6 +42,15 @@ __all__ = ["make_converter", "document_problems", "structure_problems"]
 # O(1) and spares the search for the common case.
 _surrogate = LONE_SURROGATE.search
 
+#: Integers with more digits than this have no JSON text in Python (its int → str limit),
+#: so PostgreSQL's store cannot write them; every store refuses them alike (SPEC §16.5).
+MAX_INT_DIGITS = 4300
+_INT_BOUND = 10**MAX_INT_DIGITS  # |n| < bound ⇔ at most MAX_INT_DIGITS digits
+_INT_LOW = -_INT_BOUND  # precomputed: negating a 4,300-digit int on every check costs ~1 µs
+#: Lists and dicts nested deeper than this are refused: encoding them as JSON would hit
+#: Python's recursion limit in one store and not in the other.
+MAX_DEPTH = 256
+
 
 def _unstructure_datetime(value: datetime) -> str:
     if value.tzinfo is None or value.utcoffset() is None:
@@ -197,8 +206,9 @@ def make_converter() -> cattrs.Converter:
 def document_problems(doc: Document) -> list[tuple[str, str]]:
     """``(path, reason)`` for every value a document must not hold; empty when valid.
 
-    Valid values are null, bool, int, finite float, str without NUL or lone surrogates
-    (PostgreSQL cannot store them), lists of valid values and dicts with ``str`` keys. The
+    Valid values are null, bool, int of at most ``MAX_INT_DIGITS`` digits, finite float,
+    str without NUL or lone surrogates (PostgreSQL cannot store them), and lists of valid
+    values and dicts with ``str`` keys nested at most ``MAX_DEPTH`` deep. The
     check runs on every write, so a fast boolean pass comes first and the detailed walk
     runs only on failure.
     """
@@ -209,8 +219,12 @@ def document_problems(doc: Document) -> list[tuple[str, str]]:
             text: str = value  # type: ignore[assignment]
             if "\x00" in text or (not text.isascii() and _surrogate(text)):
                 break
-        elif kind is int or kind is bool or value is None:
+        elif kind is bool or value is None:
             continue
+        elif kind is int:
+            if _INT_LOW < value < _INT_BOUND:
+                continue
+            break
         elif kind is float:
             if value - value != 0:  # type: ignore[operator]  # inf - inf and nan - nan are nan
                 break
@@ -224,22 +238,26 @@ def document_problems(doc: Document) -> list[tuple[str, str]]:
     return problems
 
 
-def _valid(value: object) -> bool:
+def _valid(value: object, depth: int = 1) -> bool:
     kind = type(value)
     if kind is str:
         text: str = value  # type: ignore[assignment]
         return not ("\x00" in text or (not text.isascii() and _surrogate(text)))
-    if kind is int or kind is bool or value is None:
+    if kind is bool or value is None:
         return True
+    if kind is int:
+        return bool(_INT_LOW < value < _INT_BOUND)
     if kind is float:
         return math.isfinite(value)  # type: ignore[arg-type]
+    if depth > MAX_DEPTH:
+        return False
     if kind is list:
         for item in value:  # type: ignore[attr-defined]
             t = type(item)
             if t is str:
                 if "\x00" in item or (not item.isascii() and _surrogate(item)):
                     return False
-            elif not (t is int or t is bool or item is None) and not _valid(item):
+            elif not (t is bool or item is None) and not _valid(item, depth + 1):
                 return False
         return True
     if kind is dict:
@@ -250,14 +268,17 @@ def _valid(value: object) -> bool:
             if t is str:
                 if "\x00" in item or (not item.isascii() and _surrogate(item)):
                     return False
-            elif not (t is int or t is bool or item is None) and not _valid(item):
+            elif not (t is bool or item is None) and not _valid(item, depth + 1):
                 return False
         return True
     return False
 
 
-def _value_problems(value: object, path: str) -> Iterator[tuple[str, str]]:
+def _value_problems(value: object, path: str, depth: int = 1) -> Iterator[tuple[str, str]]:
     kind = type(value)
+    if depth > MAX_DEPTH and (kind is list or kind is dict):
+        yield path, f"nested deeper than {MAX_DEPTH} levels"
+        return
     if kind is str:
         if "\x00" in value:  # type: ignore[operator]
             yield path, "text contains a NUL character"
@@ -266,12 +287,15 @@ def _value_problems(value: object, path: str) -> Iterator[tuple[str, str]]:
     elif kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]
             yield path, "number is not finite (NaN or infinity has no JSON form)"
-    elif kind is int or kind is bool or value is None:
+    elif kind is int:
+        if not _INT_LOW < value < _INT_BOUND:
+            yield path, f"integer with more than {MAX_INT_DIGITS} digits (it has no JSON text)"
+    elif kind is bool or value is None:
         return
     elif kind is list:
         items: list[object] = value  # type: ignore[assignment]
         for i, item in enumerate(items):
-            yield from _value_problems(item, f"{path}[{i}]")
+            yield from _value_problems(item, f"{path}[{i}]", depth + 1)
     elif kind is dict:
         for key, item in value.items():  # type: ignore[attr-defined]
             if type(key) is not str:
@@ -281,7 +305,7 @@ def _value_problems(value: object, path: str) -> Iterator[tuple[str, str]]:
             elif _surrogate(key):
                 yield path, "object key contains a lone surrogate (not Unicode)"
             else:
-                yield from _value_problems(item, f"{path}.{key}")
+                yield from _value_problems(item, f"{path}.{key}", depth + 1)
     else:
         yield path, f"unsupported value of type {kind.__name__} (register a cattrs hook)"
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from reactive_entities.domain.automaton import Automaton
 from reactive_entities.domain.json import Document, JSONValue
 from reactive_entities.domain.secret_set import SecretSet
 
@@ -35,10 +36,15 @@ TOKEN = "****"
 def mask_text(text: str, secrets: SecretSet) -> str:
     """``text`` with every maskable secret of ``secrets`` replaced (merged ranges)."""
     finder = secrets.finder
-    if finder is None or finder.search(text) is None:
+    if finder is None:
+        return text
+    automaton = secrets.automaton
+    if automaton is not None:
+        return _mask_with_automaton(text, secrets, automaton)
+    if finder.search(text) is None:
         return text
     while True:
-        masked = _mask_once(text, secrets.maskable)
+        masked = _replace(text, _ranges(text, secrets.maskable))
         if masked == text:
             # Only the secret "****" occurred, and the token replaced it by itself. Return
             # the very object: callers tell by identity whether masking changed a value.
@@ -50,32 +56,51 @@ def mask_text(text: str, secrets: SecretSet) -> str:
         text = masked
 
 
-def _mask_once(text: str, maskable: tuple[str, ...]) -> str:
+def _mask_with_automaton(text: str, secrets: SecretSet, automaton: Automaton) -> str:
+    # Many secrets: one pass of the automaton finds every occurrence, already merged.
+    while True:
+        ranges = automaton.ranges(text)
+        if not ranges:
+            return text
+        masked = _replace(text, ranges)
+        if masked == text or not secrets.has_star:
+            return text if masked == text else masked
+        text = masked
+
+
+def _ranges(text: str, maskable: tuple[str, ...]) -> list[tuple[int, int]]:
     # Every occurrence of every secret, overlapping ones included (str.find is C-fast
-    # and there are few secrets per run).
-    ranges = []
+    # and a small set has few secrets), sorted and merged when overlapping or touching.
+    found = []
     find = text.find
-    for secret in maskable:
-        start = find(secret)
+    for value in maskable:
+        start = find(value)
         while start != -1:
-            ranges.append((start, start + len(secret)))
-            start = find(secret, start + 1)
-    ranges.sort()
-    pieces: list[str] = []
-    cursor = 0  # end of the text already copied or masked
-    run_start, run_end = ranges[0]
-    for start, end in ranges[1:]:
+            found.append((start, start + len(value)))
+            start = find(value, start + 1)
+    found.sort()
+    merged = []
+    run_start, run_end = found[0]
+    for start, end in found[1:]:
         if start <= run_end:  # overlapping or touching: extend the current range
             if end > run_end:
                 run_end = end
             continue
-        pieces.append(text[cursor:run_start])
-        pieces.append(TOKEN)
-        cursor = run_end
+        merged.append((run_start, run_end))
         run_start, run_end = start, end
-    pieces.append(text[cursor:run_start])
-    pieces.append(TOKEN)
-    pieces.append(text[run_end:])
+    merged.append((run_start, run_end))
+    return merged
+
+
+def _replace(text: str, ranges: list[tuple[int, int]]) -> str:
+    """``text`` with each of the sorted, disjoint ``ranges`` replaced by one token."""
+    pieces: list[str] = []
+    cursor = 0
+    for start, end in ranges:
+        pieces.append(text[cursor:start])
+        pieces.append(TOKEN)
+        cursor = end
+    pieces.append(text[cursor:])
     return "".join(pieces)
 
 
@@ -178,16 +203,16 @@ def mask_document(
     """A document with run secrets masked in its values and sensitive fields replaced.
 
     Top-level keys are field names (schema, not data) and are never masked. A field in
-    ``sensitive`` is replaced whole by ``TOKEN`` whatever its value. Returns ``doc``
+    ``sensitive`` is replaced whole by ``TOKEN`` whatever its value, except null, which
+    stays null (set and cleared must stay distinguishable, SPEC §16.2). Returns ``doc``
     itself when nothing changed.
     """
-    if sensitive:
-        out: Document | None = dict(doc)
-        for field in sensitive:
-            if field in out:  # type: ignore[operator]
-                out[field] = TOKEN  # type: ignore[index]
-    else:
-        out = None
+    out: Document | None = None
+    for field in sensitive:
+        if doc.get(field) is not None:
+            if out is None:
+                out = dict(doc)
+            out[field] = TOKEN
     if not secrets:
         return doc if out is None else out
     search = secrets.finder.search  # type: ignore[union-attr]

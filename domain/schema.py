@@ -17,7 +17,6 @@ document, or into redacted per-field problems.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -27,6 +26,7 @@ from returns.result import Failure, Result, Success
 
 from reactive_entities.domain.documents import document_problems, structure_problems
 from reactive_entities.domain.errors import DefinitionError, UnknownFieldError
+from reactive_entities.domain.instance_check import InstanceChecker, instance_checker
 from reactive_entities.domain.json import Document
 from reactive_entities.domain.masking import mask_text
 from reactive_entities.domain.secret_set import EMPTY_SECRETS, SecretSet
@@ -50,6 +50,8 @@ class Schema:
     sensitive: frozenset[str]
     unstructure: Callable[[Any], Document] = attrs.field(repr=False)
     structure: Callable[[Any, type[Any]], Any] = attrs.field(repr=False)
+    #: Checks an instance's field values against their annotations (generated once).
+    checker: InstanceChecker = attrs.field(repr=False)
 
     def instance_document(self, value: object) -> Document | None:
         """The document of ``value`` when it is a valid instance of the state class,
@@ -57,7 +59,7 @@ class Schema:
 
         This is the common case of every write, answered without building a ``Result``.
         """
-        if type(value) is not self.state_class:
+        if type(value) is not self.state_class or not self.checker.check(value):
             return None
         try:
             doc = self.unstructure(value)
@@ -71,12 +73,17 @@ class Schema:
         """``(state, document)`` for an instance of the state class or a mapping.
 
         A mapping is structured (unknown keys rejected, defaults filled, validators run);
-        an instance was validated by its own attrs validators when it was built. Either
-        way the document must hold only JSON values. Problems are redacted with
+        an instance was validated by its own attrs validators when it was built, and its
+        field values are checked against their annotations by the same strict rules.
+        Either way the document must hold only JSON values. Problems are redacted with
         ``secrets`` and the kind's sensitive fields.
         """
         state: Any = value
-        if not isinstance(value, self.state_class):
+        if isinstance(value, self.state_class):
+            wrong = self.checker.problems(value)
+            if wrong:
+                return Failure(redact_problems(tuple(wrong), secrets, self, value))
+        else:
             if not isinstance(value, Mapping):
                 got = type(value).__name__
                 return Failure(
@@ -127,6 +134,7 @@ def build_schema(
             sensitive=frozenset(wanted),
             unstructure=converter.get_unstructure_hook(state),
             structure=converter.get_structure_hook(state),
+            checker=instance_checker(state, converter),
         )
     )
 
@@ -139,7 +147,7 @@ def redact_problems(
     if not problems:
         return problems
     quoted = _sensitive_texts(schema, raw)
-    secrets = _with_encodings(secrets)
+    secrets = secrets.escaped()
     out = []
     for path, reason in problems:
         top = path.split(".", 1)[0].split("[", 1)[0]
@@ -148,25 +156,9 @@ def redact_problems(
             path, reason = top, WITHHELD
         elif top in schema.sensitive or any(text in reason for text in quoted):
             reason = WITHHELD
-        else:
-            reason = mask_text(reason, secrets)
-        out.append((mask_text(path, secrets), reason))
+        # Even our own words are masked: a secret may happen to be one ("valu").
+        out.append((mask_text(path, secrets), mask_text(reason, secrets)))
     return tuple(out)
-
-
-def _with_encodings(secrets: SecretSet) -> SecretSet:
-    """``secrets`` plus each secret as ``repr`` and JSON escape it between quotes.
-
-    Validators and cattrs quote values with ``repr``, which doubles a backslash and
-    writes a newline as two characters: the secret would appear encoded, not masked.
-    """
-    encoded = {
-        form
-        for secret in secrets.maskable
-        for form in (repr(secret)[1:-1], json.dumps(secret)[1:-1])
-        if form != secret
-    }
-    return secrets.union(encoded) if encoded else secrets
 
 
 def _sensitive_texts(schema: Schema, raw: object) -> tuple[str, ...]:

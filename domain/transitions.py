@@ -2,7 +2,8 @@
 
 One row per changed field of a create or update, in ``changed_fields`` order; a remove
 has none. Values come from the *masked* documents; ``masked`` says whether masking changed
-either side of the row (a sensitive field always counts as masked).
+either side of the row (a sensitive field counts as masked whenever either side holds a
+value: null is recorded as null, SPEC §16.2).
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ def build_transitions(
     for field in fields:
         to_raw = next.get(field)
         to_value = masked_next.get(field)
-        masked = field in sensitive or to_value is not to_raw
+        is_sensitive = field in sensitive
+        masked = (is_sensitive and to_raw is not None) or to_value is not to_raw
         from_value: JSONValue | Absent
         if prev is None or masked_prev is None:
             from_value = ABSENT
         else:
             from_raw = prev.get(field)
             from_value = masked_prev.get(field)
-            masked = masked or from_value is not from_raw
+            masked = masked or (is_sensitive and from_raw is not None) or from_value is not from_raw
         rows.append(Transition(field, from_value, to_value, masked))
     return tuple(rows)

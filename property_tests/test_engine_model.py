@@ -1300,7 +1300,8 @@ class EngineComparison(RuleBasedStateMachine):
                 for doc in (event.prev, event.next, event.delta):
                     for field in self.sensitive[event.kind] & set(doc or ()):
                         assert doc is not None
-                        assert doc[field] == TOKEN, f"{where}: {field} clear"
+                        # A null sensitive field stays null (SPEC §16.2).
+                        assert doc[field] in (TOKEN, None), f"{where}: {field} clear"
 
     def check_stored_logs_are_sound(self) -> None:
         """Per log: one change row per event and the rows of its changed fields, append
@@ -1411,15 +1412,15 @@ class EngineComparison(RuleBasedStateMachine):
                 for doc in docs:
                     if isinstance(doc, dict):
                         for field in sensitive & doc.keys():
-                            assert doc[field] == TOKEN, f"{where}: {field} in clear"
+                            assert doc[field] in (TOKEN, None), f"{where}: {field} in clear"
         for row in rows:
             secrets = world.secrets_at[row.change_id]
             where = f"{world.name} row {key}.{row.field}"
             values = [row.to_value] if row.from_value is ABSENT else [row.from_value, row.to_value]
             require_no_secret((t for v in values for t in strings_in(v)), secrets, where)
             if row.field in sensitive:
-                assert row.to_value == TOKEN, where
-                assert row.from_value in (ABSENT, TOKEN), where
+                assert row.to_value in (TOKEN, None), where
+                assert row.from_value in (ABSENT, TOKEN, None), where
 
     def check_inputs_are_never_mutated(self) -> None:
         """No state or mapping handed to an engine (by apply or read) changed."""

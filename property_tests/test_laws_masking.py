@@ -11,12 +11,14 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from reactive_entities.domain.json import JSONValue
-from reactive_entities.domain.secret_set import SecretSet
+from reactive_entities.domain.masking import mask_text
+from reactive_entities.domain.secret_set import SMALL_SET, SecretSet
 from reactive_entities.testing import laws
 from reactive_entities.testing.strategies import (
     colliding_key_scenarios,
     deep_secret_scenarios,
     json_values,
+    secret_lists,
     secret_scenarios,
     secret_sets,
     texts_around,
@@ -42,6 +44,43 @@ def test_mask_text_leaves_no_secret_with_starry_secrets(
     """Secrets over ``ab*`` overlap the token and each other constantly; none survives."""
     text = data.draw(texts_around(values, alphabet="ab*", max_pieces=8))
     laws.mask_text_leaves_no_secret(text, SecretSet.of(values))
+
+
+@given(st.data(), secret_sets())
+def test_escaped_forms_never_survive_message_masking(
+    data: st.DataObject, secrets: SecretSet
+) -> None:
+    """No secret survives in ``repr``, JSON or backslash-doubled form (messages, logs)."""
+    forms = [form for s in secrets.maskable for form in laws.secret_forms(s)]
+    text = data.draw(texts_around([*forms, repr([str(s) for s in secrets.maskable])]))
+    laws.escaped_masking_leaves_no_form(text, secrets)
+
+
+@given(st.data(), st.lists(st.text("ab\\'\"", min_size=1, max_size=5), min_size=1, max_size=4))
+def test_escaped_forms_of_quote_and_backslash_secrets_never_survive(
+    data: st.DataObject, values: list[str]
+) -> None:
+    """Secrets made of quotes and backslashes, escaped by repr or JSON, are masked."""
+    forms = [form for s in values for form in laws.secret_forms(s)]
+    text = data.draw(texts_around(forms, alphabet="ab\\'\"", max_pieces=6))
+    laws.escaped_masking_leaves_no_form(text, SecretSet.of(values))
+
+
+@given(st.data(), st.lists(st.text("ab*", min_size=1, max_size=6), min_size=1, max_size=6))
+def test_automaton_finds_every_occurrence(data: st.DataObject, values: list[str]) -> None:
+    """Aho–Corasick ranges equal brute force: overlaps and touches merged, nothing missed."""
+    text = data.draw(texts_around(values, alphabet="ab*", max_pieces=8))
+    laws.automaton_finds_what_brute_force_finds(text, values)
+
+
+@given(st.data(), secret_lists())
+def test_large_sets_mask_like_small_ones(data: st.DataObject, values: list[str]) -> None:
+    """A set big enough for the automaton masks a text exactly as str.find does."""
+    text = data.draw(texts_around(values))
+    padding = [f"zz-unused-{i}" for i in range(SMALL_SET + 1)]
+    small, large = SecretSet.of(values), SecretSet.of([*values, *padding])
+    assert large.automaton is not None
+    assert mask_text(text, large) == mask_text(text, small)
 
 
 @given(secret_scenarios())

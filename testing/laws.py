@@ -31,6 +31,7 @@ import cattrs
 from returns.result import Failure, Success
 
 from reactive_entities.domain.actor import Actor
+from reactive_entities.domain.automaton import Automaton
 from reactive_entities.domain.diff import diff
 from reactive_entities.domain.documents import document_problems
 from reactive_entities.domain.errors import StateValidationError
@@ -67,6 +68,9 @@ __all__ = [
     "mask_text_is_idempotent",
     "mask_deep_leaves_no_secret",
     "mask_deep_returns_input_when_nothing_is_maskable",
+    "secret_forms",
+    "escaped_masking_leaves_no_form",
+    "automaton_finds_what_brute_force_finds",
     # planning
     "PlanInputs",
     "plan_change_leaves_no_secret",
@@ -306,6 +310,58 @@ def _require_same_shape(raw: object, masked: object, path: str = "$") -> None:
         _require(masked is raw, f"{path}: {raw!r} became {masked!r}")
 
 
+def secret_forms(secret: str) -> set[str]:
+    """``secret`` and the forms a message may quote it in: ``repr`` (either quote
+    style), JSON (with and without ``ensure_ascii``), backslash-doubled."""
+    secret = str(secret)
+    return {
+        secret,
+        repr(secret)[1:-1],
+        repr("'\"" + secret)[4:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        secret.replace("\\", "\\\\"),
+    }
+
+
+def escaped_masking_leaves_no_form(text: str, secrets: SecretSet) -> None:
+    """Masking a message with ``secrets.escaped()`` leaves no maskable secret in any of
+    its :func:`secret_forms` (``*``-only secrets exempt)."""
+    masked = call_unmutated(mask_text, text, secrets.escaped())
+    for secret in secrets.maskable:
+        if only_stars(secret):
+            continue
+        for form in secret_forms(secret):
+            if len(form) >= 4 and not only_stars(form):
+                _require(form not in masked, f"form {form!r} of a secret survives: {masked!r}")
+
+
+def automaton_finds_what_brute_force_finds(text: str, values: Sequence[str]) -> None:
+    """The Aho–Corasick automaton's merged ranges equal the union of every occurrence of
+    every value, found one ``str.find`` at a time, merged when overlapping or touching."""
+    covered = [False] * len(text)
+    for value in values:
+        start = text.find(value)
+        while start != -1:
+            for i in range(start, start + len(value)):
+                covered[i] = True
+            start = text.find(value, start + 1)
+    # Occurrences that touch (one ends where the next starts) merge into one range.
+    expected: list[tuple[int, int]] = []
+    i = 0
+    while i < len(text):
+        if not covered[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(text) and covered[j]:
+            j += 1
+        expected.append((i, j))
+        i = j
+    got = call_unmutated(Automaton(tuple(values)).ranges, text)
+    _require(got == expected, f"automaton {got!r} != brute force {expected!r} in {text!r}")
+
+
 def mask_deep_leaves_no_secret(value: JSONValue, secrets: SecretSet) -> None:
     """No maskable secret (``*``-only ones exempt) occurs in any string or key of the
     output, every entry survives (colliding keys included), and non-strings are kept."""
@@ -360,8 +416,8 @@ def _plan(inputs: PlanInputs) -> Plan | None:
 
 def plan_change_leaves_no_secret(inputs: PlanInputs) -> None:
     """No run secret in the event (prev, next, delta, actor) or the rows' values, and
-    every sensitive field reads ``****``. Identifiers are not masked by design: draw them
-    so they cannot hold a secret."""
+    every sensitive field reads ``****`` (or null, when it was null). Identifiers are not
+    masked by design: draw them so they cannot hold a secret."""
     change = _plan(inputs)
     if change is None:
         return
@@ -370,13 +426,17 @@ def plan_change_leaves_no_secret(inputs: PlanInputs) -> None:
         _require_no_secret(value, inputs.secrets, f"event.{where}")
         for field in inputs.sensitive:
             if value is not None and field in value:
-                _require(value[field] == TOKEN, f"sensitive {field} in {where}: {value[field]!r}")
+                _require(
+                    value[field] in (TOKEN, None), f"sensitive {field} in {where}: {value[field]!r}"
+                )
     _require_no_secret([event.actor.id, event.actor.name], inputs.secrets, "event.actor")
     for row in change.transitions:
         values = [row.to_value] if row.from_value is ABSENT else [row.from_value, row.to_value]
         _require_no_secret(values, inputs.secrets, f"row {row.field}")
         if row.field in inputs.sensitive:
-            _require(all(v == TOKEN for v in values), f"sensitive row {row.field}: {values!r}")
+            _require(
+                all(v in (TOKEN, None) for v in values), f"sensitive row {row.field}: {values!r}"
+            )
 
 
 def plan_change_is_none_iff_diff_is_empty(inputs: PlanInputs) -> None:
@@ -417,12 +477,15 @@ def plan_change_rows_follow_changed_fields(inputs: PlanInputs) -> None:
 
 
 def _masked_value(raw: JSONValue, field: str, inputs: PlanInputs) -> JSONValue:
-    return TOKEN if field in inputs.sensitive else mask_deep(raw, inputs.secrets)
+    if field in inputs.sensitive:
+        return None if raw is None else TOKEN  # null stays null (SPEC §16.2)
+    return mask_deep(raw, inputs.secrets)
 
 
 def plan_change_masked_flag(inputs: PlanInputs) -> None:
     """Each row holds the masked raw values, and ``masked`` is true exactly when the
-    field is sensitive or masking changed its ``from_value`` or its ``to_value``."""
+    field is sensitive (and not null on both sides) or masking changed its
+    ``from_value`` or its ``to_value``."""
     change = _plan(inputs)
     if change is None or inputs.next is None:
         return
@@ -430,14 +493,19 @@ def plan_change_masked_flag(inputs: PlanInputs) -> None:
         raw_to = inputs.next[row.field]
         to_value = _masked_value(raw_to, row.field, inputs)
         _require(same_value(row.to_value, to_value), f"{row.field}: to {row.to_value!r}")
-        changed = row.field in inputs.sensitive or canonical_json(raw_to) != canonical_json(
+        sensitive = row.field in inputs.sensitive
+        changed = (sensitive and raw_to is not None) or canonical_json(raw_to) != canonical_json(
             to_value
         )
         if inputs.prev is not None:
             raw_from = inputs.prev[row.field]
             from_value = _masked_value(raw_from, row.field, inputs)
             _require(same_value(row.from_value, from_value), f"{row.field}: from")
-            changed = changed or canonical_json(raw_from) != canonical_json(from_value)
+            changed = (
+                changed
+                or (sensitive and raw_from is not None)
+                or canonical_json(raw_from) != canonical_json(from_value)
+            )
         _require(row.masked is changed, f"{row.field}: masked={row.masked}, want {changed}")
 
 

@@ -224,14 +224,14 @@ def test_tail_reports_a_lost_listen_connection_as_a_warning(
     statuses: list[int] = []
     thread = threading.Thread(
         target=lambda: statuses.append(
-            main(["tail", "--dsn", dsn_text, "--schema", schema, "--limit-seconds", "2.5"])
+            main(["tail", "--dsn", dsn_text, "--schema", schema, "--limit-seconds", "3"])
         )
     )
     thread.start()
     listening = f'LISTEN "{channel_for(schema)}"'
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         pids: list[tuple[int]] = []
-        for _ in range(100):
+        for _ in range(250):
             pids = conn.execute(
                 "SELECT pid FROM pg_stat_activity WHERE query = %s", (listening,)
             ).fetchall()

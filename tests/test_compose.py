@@ -51,7 +51,7 @@ def test_every_adapter_can_be_replaced() -> None:
         clock=clock, store=store, secrets=secrets, emitter=emitter, converter=converter
     ) as engine:
         assert engine.store is store
-        assert engine.secrets is secrets
+        assert engine.secrets.registry is secrets  # behind the engine-bound view
         assert engine.converter is converter
         handle, storage = define_incidents(engine)
         subscribed: list[ChangeEvent] = []

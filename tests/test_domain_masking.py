@@ -143,12 +143,18 @@ def test_mask_document_never_masks_field_names() -> None:
     assert mask_document(doc, SECRETS) == {"secret": "my ****", "nested": {"****": 1}}
 
 
-@pytest.mark.parametrize("value", ["ab", "a much longer password", 7, None, [1, 2], {"k": "v"}])
+@pytest.mark.parametrize("value", ["ab", "a much longer password", 7, "", [1, 2], {"k": "v"}])
 def test_mask_document_replaces_sensitive_fields_whole(value: JSONValue) -> None:
     """A sensitive field reads ``****`` whatever its value or length."""
     doc: Document = {"password": value, "name": "alice"}
     masked = mask_document(doc, EMPTY_SECRETS, frozenset({"password"}))
     assert masked == {"password": TOKEN, "name": "alice"}
+
+
+def test_mask_document_keeps_a_null_sensitive_field_null() -> None:
+    """SPEC §16.2: a sensitive field holding null stays null (set and cleared differ)."""
+    doc: Document = {"password": None, "name": "alice"}
+    assert mask_document(doc, EMPTY_SECRETS, frozenset({"password"})) is doc
 
 
 def test_mask_document_combines_sensitive_fields_and_run_secrets() -> None:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from reactive_entities import ChangeEvent, StateValidationError, compose
 from reactive_entities.domain.secret_set import MIN_SECRET_LENGTH
+from reactive_entities.testing import laws
 from reactive_entities.testing.examples import Incident, define_incidents
 
 ALPHABET = st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_characters="*")
@@ -42,12 +43,26 @@ def incidents_and_secrets(draw: st.DrawFn) -> tuple[list[Incident], list[str]]:
         for _ in range(draw(st.integers(0, 3)))
     ]
     extra = draw(st.lists(st.text(ALPHABET, min_size=MIN_SECRET_LENGTH, max_size=8), max_size=2))
-    secrets = [s for s in cut + extra if len(s) >= MIN_SECRET_LENGTH]
+    secrets = [s for s in cut + extra if len(s) >= MIN_SECRET_LENGTH and s not in _VOCABULARY]
     return states, secrets
 
 
+# Identifiers and keys the library writes itself (not data, so never masked): a secret
+# spelled by them ("delt" of "delta") would be found without any leak.
+_VOCABULARY = (
+    "kind entity_id op prev next delta changed_fields actor run_id occurred_at change_id "
+    "position type id name incident inc-1 run-1 create update remove status severity title "
+    "token system_ids open investigating resolved low high system System null true false"
+)
+
+
 def _leaks(text: str, secrets: list[str]) -> list[str]:
-    return [s for s in secrets if s in text]
+    """Secrets found in ``text`` as written or escaped (repr, JSON, backslash-doubled)."""
+    return [
+        s
+        for s in secrets
+        if any(form in text for form in laws.secret_forms(s) if len(form) >= MIN_SECRET_LENGTH)
+    ]
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -65,7 +80,8 @@ def test_no_secret_in_events_rows_or_logs(
         engine.subscribe(events.append)
 
         def failing(event: ChangeEvent) -> None:
-            raise RuntimeError(f"handler saw {secrets} and {event.to_dict()}")
+            quoted = [json.dumps(secrets), repr(secrets), repr(repr(secrets))]
+            raise RuntimeError(f"handler saw {quoted} and {event.to_dict()}")
 
         engine.subscribe(failing)
         engine.register_deriver(
@@ -124,3 +140,48 @@ def test_no_secret_or_sensitive_value_in_validation_errors(secret: str, pin: str
             assert secret not in joined
             assert error.__cause__ is None
             assert error.__context__ is None
+
+
+def _registered(engine: Any, values: list[str]) -> None:
+    engine.secrets.register("run-1", values)
+
+
+# Drawn so no secret can spell the library's own words in a repr ("Secr", "self").
+LOCALS_ALPHABET = "ÄÖÜßæøåñ\\'\"0123456789-_"
+
+
+@settings(max_examples=40)
+@given(st.lists(st.text(LOCALS_ALPHABET, min_size=MIN_SECRET_LENGTH, max_size=12), max_size=80))
+def test_no_secret_in_captured_locals_of_failing_calls(values: list[str]) -> None:
+    """SPEC §16.3: tracebacks of a failing mutate or register, locals captured, hold no
+    run secret in any escaped form (small sets and automaton-sized ones alike)."""
+    import traceback
+
+    def formatted(error: BaseException) -> str:
+        exception = traceback.TracebackException.from_exception(error, capture_locals=True)
+        # The test's own frames hold the drawn values; the library's frames are checked.
+        return "".join(
+            f"{frame.filename}: {frame.locals}\n"
+            for frame in exception.stack
+            if frame.locals is not None and "test_engine_secrecy" not in frame.filename
+        )
+
+    engine = compose.in_memory()
+    handle, _ = define_incidents(engine)
+    _registered(engine, values)
+
+    def apply() -> Incident:
+        raise RuntimeError("plugin failed")
+
+    texts = []
+    try:
+        handle.mutate("inc-1", apply, run_id="run-1")
+    except RuntimeError as error:
+        texts.append(formatted(error))
+    engine.close()
+    try:
+        engine.secrets.register("run-1", values)
+    except Exception as error:
+        texts.append(formatted(error))
+    assert len(texts) == 2
+    assert not _leaks("\n".join(texts), values)

@@ -89,7 +89,8 @@ def test_append_keeps_the_documents_it_is_given(
     event = attrs.evolve(feed.changes(after=None)[0], change_id="c-direct", position=None)
     feed.append(event)
     read = feed.changes(after=Position(0, 1))[0]
-    assert read.next is not None and event.next is not None
+    assert read.next is not None
+    assert event.next is not None
     assert read.next["tags"] is not event.next["tags"]
     read.next["tags"].append("x")  # type: ignore[union-attr]
     assert feed.changes(after=Position(0, 1))[0].next == {"status": "open", "tags": ["a"]}

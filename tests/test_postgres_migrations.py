@@ -66,7 +66,13 @@ def test_a_fresh_schema_is_created_and_migrated(
     with compose.postgres(pg_dsn, schema=schema) as engine:
         store = engine.store
         assert store.schema_version() == latest_version()  # type: ignore[attr-defined]
-    assert _tables(db, schema) == ["changes", "schema_migrations", "transitions"]
+    assert _tables(db, schema) == [
+        "changes",
+        "run_secrets",
+        "schema_migrations",
+        "secret_runs",
+        "transitions",
+    ]
     assert [row[:2] for row in _migration_rows(db, schema)] == [
         (m.version, m.name) for m in available_migrations()
     ]
@@ -181,7 +187,13 @@ def test_schema_names_are_identifiers_never_sql(
     try:
         with compose.postgres(pg_dsn, schema=schema) as engine:
             assert engine.store.schema_version() == latest_version()  # type: ignore[attr-defined]
-        assert _tables(db, schema) == ["changes", "schema_migrations", "transitions"]
+        assert _tables(db, schema) == [
+            "changes",
+            "run_secrets",
+            "schema_migrations",
+            "secret_runs",
+            "transitions",
+        ]
         assert db.execute("SELECT to_regnamespace('public') IS NOT NULL").fetchone() == (True,)
     finally:
         db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))

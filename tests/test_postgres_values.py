@@ -124,5 +124,11 @@ def test_values_are_parameters_not_sql(
             ),
             [evil],
         ).fetchall()
-    assert tables == [("changes",), ("schema_migrations",), ("transitions",)]
+    assert tables == [
+        ("changes",),
+        ("run_secrets",),
+        ("schema_migrations",),
+        ("secret_runs",),
+        ("transitions",),
+    ]
     assert stored == [(evil, evil)]

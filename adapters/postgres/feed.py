@@ -396,9 +396,7 @@ class PostgresFeed(ChangeFeed):
                 )[0]
                 if queued_oldest is not None and (oldest is None or queued_oldest < oldest):
                     oldest = queued_oldest
-            lag_seconds = (
-                None if oldest is None else max((now - utc(oldest)).total_seconds(), 0.0)
-            )
+            lag_seconds = None if oldest is None else max((now - utc(oldest)).total_seconds(), 0.0)
             out.append(
                 ConsumerStatus(
                     name, mode, position, int(count), lag_seconds, claimed, waiting, dead

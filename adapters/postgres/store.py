@@ -42,6 +42,7 @@ from reactive_entities.adapters.postgres.codec import (
     utc,
 )
 from reactive_entities.adapters.postgres.connections import open_pool, probe
+from reactive_entities.adapters.postgres.dsn import scrubbed_error
 from reactive_entities.adapters.postgres.feed import channel_for
 from reactive_entities.adapters.postgres.keys import EntityKeys
 from reactive_entities.adapters.postgres.local_locks import LocalLocks
@@ -126,13 +127,20 @@ class PostgresEntityStore(EntityStore):
             raise InvalidArgumentError(f"schema {problem} (got {schema!r:.80})")
         if type(pool_size) is not int or pool_size < 1:
             raise InvalidArgumentError(f"pool_size must be a positive int (got {pool_size!r})")
+        failure: StoreError | None = None
         try:
             probe(dsn, timeout=pool_timeout)
             pool = open_pool(
                 dsn, size=pool_size, timeout=pool_timeout, name=f"reactive-entities:{schema}"
             )
         except psycopg.Error as error:
-            raise StoreError(f"could not connect to PostgreSQL: {_first_line(error)}") from error
+            # libpq may quote the DSN's password (an unparseable one): scrubbed, and
+            # raised outside this block so the raw error is not chained as the context.
+            cause = scrubbed_error(error, dsn)
+            failure = StoreError(f"could not connect to PostgreSQL: {_first_line(cause)}")
+            failure.__cause__ = cause
+        if failure is not None:
+            raise failure
         return cls(
             pool,
             schema=schema,
