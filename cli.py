@@ -507,7 +507,8 @@ class _Redactor:
     """Removes the passwords of a DSN, and of ``PGPASSWORD``, from text; also anything
     shaped like a password in a URL or a ``password=`` setting. The DSN is looked at
     without trusting it to parse: libpq quotes the offending part of a malformed DSN
-    in its error, and that part may be the password."""
+    in its error, and that part may be the password. (The store scrubs its connection
+    errors too; this guards everything the command itself writes, log lines included.)"""
 
     def __init__(self, dsn: str | None) -> None:
         secrets: set[str] = set()

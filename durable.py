@@ -136,7 +136,9 @@ class DurableSubscription:
         feed = self._feed
         try:
             while not self._stop.is_set():
-                batch = feed.changes(self._cursor, kind=self.kind, limit=_BATCH)
+                # Every kind is read (and filtered here) so the cursor — and a named
+                # consumer's stored lag — moves past changes of other kinds too.
+                batch = feed.changes(self._cursor, limit=_BATCH)
                 for event in batch:
                     if self._stop.is_set():
                         return
@@ -189,6 +191,8 @@ class DurableSubscription:
         feed.complete(claim)
 
     def _matches(self, event: ChangeEvent) -> bool:
+        if self.kind is not None and event.kind != self.kind:
+            return False
         fields = self.fields
         return fields is None or not fields.isdisjoint(event.changed_fields)
 

@@ -94,6 +94,7 @@ def test_event_to_dict_is_json_ready() -> None:
         "run_id": "run-1",
         "occurred_at": "2024-01-02T03:04:05.000006Z",
         "change_id": "c-1",
+        "position": None,
     }
 
 

@@ -147,8 +147,7 @@ def group_idle(engine: Engine, group: str) -> bool:
 def test_a_transaction_that_commits_late_is_never_skipped(
     pg_dsn: str, schema: str, open_engine: Callable[..., Engine], a_holds_an_xid: bool
 ) -> None:
-    """A writes first and holds, B writes second and commits, then A commits: no reader
-    passes A while it is open, and both are delivered, A not skipped."""
+    """A writes and holds, B commits, A commits: no reader passes open A; both delivered."""
     items = SqlStorage(schema, "items", to_doc=attrs.asdict, from_doc=lambda doc: FeedItem(**doc))
     writer = open_engine()
     reader = open_engine(poll_interval=0.2)
@@ -241,8 +240,7 @@ def test_kill_9_of_work_queue_members_inside_their_handler_loses_nothing(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Members SIGKILLed while handling a change: every change is still handled (by
-    another member once the lease ran out), none lost."""
+    """Members SIGKILLed inside their handler: another takes over after the lease; none lost."""
     writer = open_engine()
     define_items(writer)
     assert writer.feed is not None
@@ -298,8 +296,7 @@ def test_kill_9_of_work_queue_members_inside_their_handler_loses_nothing(
 def test_a_restarted_named_broadcast_resumes_after_its_last_handled_change(
     open_engine: Callable[..., Engine],
 ) -> None:
-    """Broadcast(consumer="x") closed, changes written meanwhile, reopened: it receives
-    exactly the changes after the last one it handled."""
+    """Broadcast(consumer="x") reopened receives exactly the changes after its last one."""
     writer = open_engine()
     define_items(writer)
     first = open_engine(poll_interval=0.2)
@@ -341,8 +338,7 @@ def test_a_terminated_listen_connection_delays_nothing_beyond_the_poll_interval(
     open_engine: Callable[..., Engine],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """pg_terminate_backend on the LISTEN connection: deliveries resume within the poll
-    interval, nothing is lost, the listener reconnects and logs a masked WARNING."""
+    """LISTEN session terminated: deliveries resume within the poll interval; a masked WARNING."""
     caplog.set_level(logging.WARNING)
     poll = 1.0
     engine = open_engine(poll_interval=poll)
@@ -397,8 +393,7 @@ def test_a_handler_that_always_raises_is_dead_lettered_after_max_retries(
     open_engine: Callable[..., Engine],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """max_retries=2: exactly 3 attempts, then one dead letter (masked last error)
-    that consumers() counts and retry_dead_letters() redelivers."""
+    """max_retries=2: 3 attempts, one masked dead letter, counted, and redelivered on retry."""
     caplog.set_level(logging.WARNING)
     engine = open_engine(poll_interval=0.2)
     define_items(engine)
@@ -467,8 +462,7 @@ def test_a_handler_that_always_raises_is_dead_lettered_after_max_retries(
 def test_a_group_of_two_members_handles_each_entity_in_order(
     open_engine: Callable[..., Engine],
 ) -> None:
-    """Two members and a slow handler: each entity's changes are handled one at a time,
-    in order, while different entities proceed on both members."""
+    """Two members, a slow handler: each entity's changes one at a time, in order."""
     writer = open_engine()
     define_items(writer)
     handled: list[tuple[str, int, int, float, float]] = []
@@ -576,8 +570,7 @@ def _snapshot(conn: psycopg.Connection[Any], schema: str) -> tuple[Any, ...]:
 def test_the_feed_migration_upgrades_a_version_1_database_in_place(
     pg_dsn: str, schema: str, open_engine: Callable[..., Engine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A version-1 schema holding changes is migrated by compose.postgres: nothing is
-    rewritten, the old changes come first in the feed, new ones after."""
+    """A version-1 schema with changes is migrated in place: old changes first, new after."""
     first = migrations.available_migrations()[0]
     assert first.version == 1
     assert migrations.latest_version() > 1
@@ -621,8 +614,7 @@ def test_the_feed_migration_upgrades_a_version_1_database_in_place(
 def test_close_stops_every_delivery_thread_within_5_seconds(
     open_engine: Callable[..., Engine],
 ) -> None:
-    """Broadcasts, a named broadcast and a work queue (one mid-handler) and the
-    listener: all their threads are gone when close() returns, within 5 s."""
+    """close() ends the listener and every durable thread (one mid-handler) within 5 s."""
     existing = set(threading.enumerate())
     engine = open_engine(poll_interval=0.2)
     define_items(engine)
@@ -661,8 +653,7 @@ def test_close_stops_every_delivery_thread_within_5_seconds(
 def test_changes_takes_a_position_or_its_str_and_checks_its_arguments(
     open_engine: Callable[..., Engine],
 ) -> None:
-    """after= a Position or str(position) reads strictly after it; a bad position
-    string, a bad type or a bad limit is InvalidArgumentError."""
+    """after= takes a Position or its str; bad positions and limits are InvalidArgumentError."""
     engine = open_engine()
     define_items(engine)
     ids = [write(engine, f"e-{k % 2}", k) for k in range(5)]

@@ -64,8 +64,7 @@ def _per_entity(rows: list[list[str]]) -> dict[str, list[str]]:
 def test_three_processes_broadcast_each_change_once_and_share_the_work_queue(
     pg_dsn: str, pg_schema: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Every process's Broadcast receives each change once in per-entity order; the
-    WorkQueue group handles each change once across the processes."""
+    """Each process's Broadcast gets every change once, per-entity order; the group each once."""
     with compose.postgres(pg_dsn, schema=pg_schema):
         pass  # migrate once, before the processes start
     threads = [[t for t in range(THREADS) if t % PROCESSES == p] for p in range(PROCESSES)]

@@ -68,10 +68,13 @@ def test_a_fresh_schema_is_created_and_migrated(
         assert store.schema_version() == latest_version()  # type: ignore[attr-defined]
     assert _tables(db, schema) == [
         "changes",
+        "consumers",
+        "deliveries",
         "run_secrets",
         "schema_migrations",
         "secret_runs",
         "transitions",
+        "work_groups",
     ]
     assert [row[:2] for row in _migration_rows(db, schema)] == [
         (m.version, m.name) for m in available_migrations()
@@ -189,10 +192,13 @@ def test_schema_names_are_identifiers_never_sql(
             assert engine.store.schema_version() == latest_version()  # type: ignore[attr-defined]
         assert _tables(db, schema) == [
             "changes",
+            "consumers",
+            "deliveries",
             "run_secrets",
             "schema_migrations",
             "secret_runs",
             "transitions",
+            "work_groups",
         ]
         assert db.execute("SELECT to_regnamespace('public') IS NOT NULL").fetchone() == (True,)
     finally:

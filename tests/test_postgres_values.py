@@ -126,9 +126,12 @@ def test_values_are_parameters_not_sql(
         ).fetchall()
     assert tables == [
         ("changes",),
+        ("consumers",),
+        ("deliveries",),
         ("run_secrets",),
         ("schema_migrations",),
         ("secret_runs",),
         ("transitions",),
+        ("work_groups",),
     ]
     assert stored == [(evil, evil)]

@@ -38,9 +38,9 @@ def dsn_passwords(dsn: str) -> set[str]:
     url = _URL.match(dsn)
     if url is not None:
         userinfo = url.group("userinfo")
-        if ":" in userinfo:
+        if ":" in userinfo:  # a user name alone is no secret (and is often a common word)
             found.add(userinfo.split(":", 1)[1])
-        found.add(userinfo)  # "user:password" together, as written
+            found.add(userinfo)  # "user:password" together, as written
     for match in _URL_QUERY_PASSWORD.finditer(dsn):
         found.add(match.group("value"))
     if url is None:

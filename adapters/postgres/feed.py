@@ -176,10 +176,13 @@ class _Queries:
             " FROM {schema}.deliveries d JOIN {schema}.changes c ON c.position = d.change_pos"
             " WHERE d.group_name = %s AND d.state = 'dead' ORDER BY d.change_xid, d.change_pos"
         )
+        # Retried letters wake the group's members in every process (a NOTIFY, sent
+        # when the statement's transaction commits).
         self.retry_dead = q(
-            "UPDATE {schema}.deliveries SET state = 'pending', attempts = 0,"
+            "WITH retried AS (UPDATE {schema}.deliveries SET state = 'pending', attempts = 0,"
             " not_before = '-infinity', failed_at = NULL"
-            " WHERE group_name = %s AND state = 'dead' RETURNING 1"
+            " WHERE group_name = %(group)s AND state = 'dead' RETURNING 1)"
+            " SELECT 1 FROM retried, (SELECT pg_notify(%(channel)s, '')) AS woken"
         )
         self.consumers = q(
             "SELECT 'broadcast', name, xid::text, position FROM {schema}.consumers"
@@ -376,7 +379,9 @@ class PostgresFeed(ChangeFeed):
     def retry_dead_letters(self, group: str) -> int:
         """Make every dead letter of the group pending again."""
         rows = self._store._write(
-            f'retry the dead letters of group "{group}"', self._q.retry_dead, (group,)
+            f'retry the dead letters of group "{group}"',
+            self._q.retry_dead,
+            {"group": group, "channel": self._channel},
         )
         return len(rows)
 
