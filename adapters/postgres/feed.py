@@ -141,10 +141,12 @@ class _Queries:
             " WHERE c.group_name = %(group)s AND c.state <> 'dead'"
             " AND ((c.state = 'pending' AND c.not_before <= now_.t)"
             "  OR (c.state = 'claimed' AND c.lease_until < now_.t))"
-            " AND NOT EXISTS (SELECT 1 FROM {schema}.deliveries o"
+            # Only the oldest unfinished delivery of its entity (per-entity order): one
+            # index seek per candidate, whatever the planner's statistics say.
+            " AND c.id = (SELECT o.id FROM {schema}.deliveries o"
             "  WHERE o.group_name = c.group_name AND o.entity_key = c.entity_key"
             "  AND o.state <> 'dead'"
-            "  AND (o.change_xid, o.change_pos) < (c.change_xid, c.change_pos))"
+            "  ORDER BY o.change_xid, o.change_pos LIMIT 1)"
             " ORDER BY c.change_xid, c.change_pos LIMIT 1 FOR UPDATE OF c SKIP LOCKED)"
             " UPDATE {schema}.deliveries d SET state = 'claimed', member = %(member)s,"
             " attempts = d.attempts + 1, lease_until = now_.t + %(lease)s::interval,"
