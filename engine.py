@@ -343,12 +343,7 @@ class EntityHandle(Generic[S]):
         return checked.unwrap()
 
     def _query(self, run: Callable[[], T]) -> T:
-        try:
-            return run()
-        except ReactiveEntitiesError:
-            raise
-        except Exception as error:
-            raise StoreError(f'store query failed for kind "{self._kind}"') from error
+        return _queried(run, f'store query failed for kind "{self._kind}"')
 
 
 class Engine:
@@ -696,13 +691,14 @@ def _position(after: object) -> Position | None:
     )
 
 
-def _queried(run: Callable[[], T]) -> T:
+def _queried(run: Callable[[], T], failure: str = "the change feed could not be read") -> T:
+    """``run()``, an adapter's own failure turned into ``StoreError(failure)``."""
     try:
         return run()
     except ReactiveEntitiesError:
         raise
     except Exception as error:
-        raise StoreError("the change feed could not be read") from error
+        raise StoreError(failure) from error
 
 
 def _takes_connection(read: Callable[..., object]) -> bool:
