@@ -75,4 +75,5 @@ feed-soak: reinstall postgres-binaries
 	RE_FEED_SOAK=1 $(BIN)/python -P -m pytest -q -p no:cacheprovider tests/test_feed_processes.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV)-pure build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -name '*.so' -not -path './.venv*' -delete
