@@ -23,6 +23,9 @@ HOT_PATH = (
     "reactive_entities.domain.masking",
     "reactive_entities.domain.planning",
     "reactive_entities.domain.transitions",
+    "reactive_entities.domain.validity",
+    "reactive_entities.domain.writes",
+    "reactive_entities.domain.automaton",
 )
 
 

@@ -18,35 +18,20 @@ from reactive_entities.domain.json import Document, JSONValue, structurally_equa
 
 __all__ = ["diff", "changed_fields"]
 
-_MISSING: object = object()
-_PLAIN = frozenset((str, int, bool, type(None)))
-
 
 def changed_fields(prev: Document, next: Document) -> tuple[str, ...]:
     """The sorted names of the fields whose values differ structurally.
 
     A key present on one side only counts as changed.
     """
-    changed = []
-    get = prev.get
-    saw_missing = False
-    for field, b in next.items():
-        a: object = get(field, _MISSING)
-        if a is b:
-            continue
-        ta = type(a)
-        # Fast path: two plain scalars of one type compare directly (no bool/int or
-        # int/float subtleties can arise between values of the same type).
-        if ta is type(b) and ta in _PLAIN:
-            if a != b:
-                changed.append(field)
-        elif a is _MISSING:
-            saw_missing = True
-            changed.append(field)
-        elif not structurally_equal(a, b):  # type: ignore[arg-type]
-            changed.append(field)
-    if saw_missing or len(prev) != len(next):
-        changed.extend(f for f in prev if f not in next)
+    changed = [
+        field
+        for field, value in next.items()
+        if field not in prev or not structurally_equal(prev[field], value)
+    ]
+    # Equal sizes and every key of ``next`` in ``prev`` mean equal key sets.
+    if len(prev) != len(next) or any(field not in prev for field in changed):
+        changed.extend(field for field in prev if field not in next)
     changed.sort()
     return tuple(changed)
 
