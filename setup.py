@@ -72,7 +72,11 @@ _MYPYCIFY = """
 import json, sys
 from mypyc.build import mypycify
 paths, group, target, out = json.loads(sys.argv[1])
-extensions = mypycify(paths, opt_level="3", group_name=group, target_dir=target)
+# Modules it follows but does not compile (the shell, the adapters) are type-checked by
+# `make check`, not here: their errors, or a missing optional import, never stop a build.
+extensions = mypycify(
+    ["--follow-imports=silent", *paths], opt_level="3", group_name=group, target_dir=target
+)
 keys = ("name", "sources", "include_dirs", "depends", "extra_compile_args")
 with open(out, "w", encoding="utf-8") as f:
     json.dump([{key: getattr(e, key) for key in keys} for e in extensions], f)
@@ -115,12 +119,21 @@ class OptionalBuildExt(build_ext):
         except Exception as error:
             _warn(f"compiling the hot path failed ({type(error).__name__}: {error})")
             self._discard()
+        if not self.extensions:
+            self._discard()
 
     def _discard(self) -> None:
         # A compiled module without its shared library (or the reverse) would not import:
-        # keep none of them.
+        # keep none of them, nor any an earlier build left in the build folder (a wheel
+        # is assembled from it).
         for ext in self.extensions:
             Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
+        modules = [f"{GROUP}__mypyc"] + [
+            "reactive_entities." + path.removesuffix(".py").replace("/", ".")
+            for path in _hot_path()
+        ]
+        for module in modules:
+            Path(self.build_lib, self.get_ext_filename(module)).unlink(missing_ok=True)
         self.extensions = self.distribution.ext_modules = []
 
 
