@@ -18,17 +18,21 @@ from reactive_entities.domain.json import Document, JSONValue, structurally_equa
 
 __all__ = ["diff", "changed_fields"]
 
+_MISSING: object = object()
+
 
 def changed_fields(prev: Document, next: Document) -> tuple[str, ...]:
     """The sorted names of the fields whose values differ structurally.
 
     A key present on one side only counts as changed.
     """
-    changed = [
-        field
-        for field, value in next.items()
-        if field not in prev or not structurally_equal(prev[field], value)
-    ]
+    get = prev.get
+    changed = []
+    for field, value in next.items():
+        old = get(field, _MISSING)
+        # The same object is equal to itself: most fields of a write are untouched.
+        if old is not value and (old is _MISSING or not structurally_equal(old, value)):
+            changed.append(field)
     # Equal sizes and every key of ``next`` in ``prev`` mean equal key sets.
     if len(prev) != len(next) or any(field not in prev for field in changed):
         changed.extend(field for field in prev if field not in next)

@@ -42,7 +42,7 @@ def _normalized(value: object) -> object:
         return int(value) if value.is_integer() else value
     if isinstance(value, dict):
         return {k: _normalized(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         return [_normalized(v) for v in value]
     return value
 
@@ -65,12 +65,12 @@ def structurally_equal(a: object, b: object) -> bool:
         return isinstance(b, str) and a == b
     if isinstance(a, bool) or isinstance(b, bool):
         return False  # the same bool is the same object: ``a is b`` answered it
-    if isinstance(a, int | float):
+    if isinstance(a, (int, float)):
         # Python compares int and float exactly, which is what canonical JSON does once
         # an integral float is written as an int.
-        return isinstance(b, int | float) and a == b
-    if isinstance(a, list | tuple):
-        return isinstance(b, list | tuple) and _items_equal(a, b)
+        return isinstance(b, (int, float)) and a == b
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and _items_equal(a, b)
     if isinstance(a, dict):
         return isinstance(b, dict) and _entries_equal(a, b)
     return False  # None is only equal to itself
@@ -79,13 +79,17 @@ def structurally_equal(a: object, b: object) -> bool:
 def _items_equal(a: Sequence[object], b: Sequence[object]) -> bool:
     if len(a) != len(b):
         return False
-    return all(structurally_equal(x, y) for x, y in zip(a, b, strict=True))
+    # The identity test inline: unchanged items are usually the very same objects.
+    return all(x is y or structurally_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def _entries_equal(a: dict[object, object], b: dict[object, object]) -> bool:
     if len(a) != len(b):
         return False
-    return all(key in b and structurally_equal(x, b[key]) for key, x in a.items())
+    return all(key in b and (x is b[key] or structurally_equal(x, b[key])) for key, x in a.items())
+
+
+_CONTAINERS = frozenset((list, dict))
 
 
 def copy_value(value: JSONValue) -> JSONValue:
@@ -98,20 +102,25 @@ def copy_value(value: JSONValue) -> JSONValue:
     >>> copied == {"tags": ["a"]}, copied["tags"] is tags
     (True, False)
     """
-    if isinstance(value, list):
-        return [copy_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: copy_value(v) for k, v in value.items()}
+    # Scalars are shared inline: a call per item would cost more than the copy.
+    if type(value) is list:
+        return [copy_value(v) if type(v) in _CONTAINERS else v for v in value]
+    if type(value) is dict:
+        return {k: copy_value(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
     return value
 
 
 def copy_document(doc: Document) -> Document:
     """A copy of a document sharing no list or dict with it (:func:`copy_value` of each
-    field).
+    field holding one; the scalars are shared as they are).
 
     >>> doc = {"status": "open", "tags": ["a"]}
     >>> copied = copy_document(doc)
     >>> copied == doc, copied is doc, copied["tags"] is doc["tags"]
     (True, False, False)
     """
-    return {k: copy_value(v) for k, v in doc.items()}
+    copied = doc.copy()
+    for key, value in doc.items():
+        if type(value) in _CONTAINERS:
+            copied[key] = copy_value(value)
+    return copied

@@ -22,7 +22,7 @@ mask it returns the very object it was given, which keeps the hot path allocatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from reactive_entities.domain.automaton import Automaton
 from reactive_entities.domain.json import Document, JSONValue
@@ -118,22 +118,25 @@ def mask_deep(value: JSONValue, secrets: SecretSet) -> JSONValue:
 def _masked(value: JSONValue, secrets: SecretSet) -> JSONValue:
     # The one walker: a list or dict is copied only once something inside it changed,
     # so callers tell by identity whether masking changed a value.
-    if isinstance(value, str):
+    if type(value) is str:
         return mask_text(value, secrets)
-    if isinstance(value, list):
+    search = _search(secrets)
+    if type(value) is list:
         items: list[JSONValue] | None = None
         for i, item in enumerate(value):
+            if type(item) is str and search(item) is None:
+                continue  # clean text, the common case, without a call
             masked = _masked(item, secrets)
             if masked is not item:
                 if items is None:
                     items = value.copy()
                 items[i] = masked
         return value if items is None else items
-    if isinstance(value, dict):
+    if type(value) is dict:
         entries: dict[str, JSONValue] | None = None
         for key, item in value.items():
-            masked_key = mask_text(key, secrets)
-            masked = _masked(item, secrets)
+            masked_key = key if search(key) is None else mask_text(key, secrets)
+            masked = item if type(item) is str and search(item) is None else _masked(item, secrets)
             if entries is None:
                 if masked_key is key and masked is item:
                     continue
@@ -143,6 +146,14 @@ def _masked(value: JSONValue, secrets: SecretSet) -> JSONValue:
             entries[masked_key] = masked
         return value if entries is None else entries
     return value
+
+
+def _search(secrets: SecretSet) -> Callable[[str], object | None]:
+    """The finder's test "does any secret occur in this text?" (a set with a finder)."""
+    finder = secrets.finder
+    if finder is None:
+        raise ValueError("no maskable secret: nothing to search for")
+    return finder.search
 
 
 def _entries_before(value: dict[str, JSONValue], stop: str) -> dict[str, JSONValue]:
@@ -184,8 +195,9 @@ def mask_document(
             out[field] = TOKEN
     if not secrets:
         return doc if out is None else out
+    search = _search(secrets)
     for field, value in doc.items():
-        if field in sensitive:
+        if field in sensitive or (type(value) is str and search(value) is None):
             continue
         masked = _masked(value, secrets)
         if masked is not value:
