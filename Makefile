@@ -27,7 +27,7 @@ install: $(STAMP)
 
 # Compiles the hot path with mypyc where a C compiler and Python's headers exist, else
 # installs pure Python (setup.py); `reactive-entities --version` says which.
-$(STAMP): pyproject.toml setup.py $(HOT_PATH)
+$(STAMP): pyproject.toml setup.py native.py $(HOT_PATH)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
