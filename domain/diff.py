@@ -19,6 +19,7 @@ from reactive_entities.domain.json import Document, JSONValue, structurally_equa
 __all__ = ["diff", "changed_fields"]
 
 _MISSING: object = object()
+_SCALARS = frozenset((str, int, bool, float))
 
 
 def changed_fields(prev: Document, next: Document) -> tuple[str, ...]:
@@ -30,8 +31,14 @@ def changed_fields(prev: Document, next: Document) -> tuple[str, ...]:
     changed = []
     for field, value in next.items():
         old = get(field, _MISSING)
-        # The same object is equal to itself: most fields of a write are untouched.
-        if old is not value and (old is _MISSING or not structurally_equal(old, value)):
+        if old is value:
+            continue  # the same object: most fields of a write are untouched
+        if type(old) is type(value) and type(value) in _SCALARS:
+            # Two scalars of one type compare directly (no bool/int or int/float
+            # subtlety arises within one type), without a call.
+            if old != value:
+                changed.append(field)
+        elif old is _MISSING or not structurally_equal(old, value):
             changed.append(field)
     # Equal sizes and every key of ``next`` in ``prev`` mean equal key sets.
     if len(prev) != len(next) or any(field not in prev for field in changed):

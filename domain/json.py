@@ -79,14 +79,24 @@ def structurally_equal(a: object, b: object) -> bool:
 def _items_equal(a: Sequence[object], b: Sequence[object]) -> bool:
     if len(a) != len(b):
         return False
-    # The identity test inline: unchanged items are usually the very same objects.
-    return all(x is y or structurally_equal(x, y) for x, y in zip(a, b, strict=True))
+    # A loop, not ``all(...)``: a generator costs CPython a frame per call.
+    for x, y in zip(a, b, strict=True):  # noqa: SIM110
+        # The identity test inline: unchanged items are usually the very same objects.
+        if x is not y and not structurally_equal(x, y):
+            return False
+    return True
 
 
 def _entries_equal(a: dict[object, object], b: dict[object, object]) -> bool:
     if len(a) != len(b):
         return False
-    return all(key in b and (x is b[key] or structurally_equal(x, b[key])) for key, x in a.items())
+    for key, x in a.items():
+        if key not in b:
+            return False
+        y = b[key]
+        if x is not y and not structurally_equal(x, y):
+            return False
+    return True
 
 
 _CONTAINERS = frozenset((list, dict))

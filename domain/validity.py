@@ -59,13 +59,13 @@ def _walk(
                 found.append(("", reason))  # at the dict's own path
                 continue
         # ``type(...) is``: exact types, cheaper than ``isinstance`` and narrowed alike.
-        if value is None or type(value) is bool:
-            continue
         if type(value) is str:
             if value.isascii() and "\x00" not in value:
                 continue
             if (reason := _text_problem(value, "text")) is None:
                 continue
+        elif value is None or type(value) is bool:
+            continue
         elif type(value) is int:
             if _INT_LOW < value < _INT_BOUND:
                 continue
