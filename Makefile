@@ -8,24 +8,45 @@ BIN    := $(VENV)/bin
 # reinstall (so does adding a migration: package data is linked too). The stamp records
 # the module list and pyproject; any change reinstalls.
 STAMP  := $(VENV)/.installed
+# The same package built as pure Python (REACTIVE_ENTITIES_PURE=1), to test both builds.
+PURE_VENV  := .venv-pure
+PURE_STAMP := $(PURE_VENV)/.installed
 MODULES := $(shell find . \( -name '*.py' -o -name '*.sql' \) -not -path './.venv/*' -not -path './build/*' \
              -not -path './tests/*' -not -path './property_tests/*' -not -path './bench/*' \
-             -not -path './docs/*' | LC_ALL=C sort | tr '\n' ' ')
+             -not -path './docs/*' -not -path './.venv-pure/*' | LC_ALL=C sort | tr '\n' ' ')
+# The modules mypyc compiles (native.HOT_PATH): the compiled build is rebuilt when one
+# of them changes, since the editable install runs their compiled copy.
+HOT_PATH := $(shell $(PYTHON) -c "import ast; t = ast.parse(open('native.py').read()); \
+  print(' '.join(m.removeprefix('reactive_entities.').replace('.', '/') + '.py' for n in t.body \
+  if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'HOT_PATH' \
+  for m in ast.literal_eval(n.value)))")
 
-.PHONY: install reinstall demo test check lint typecheck layers guards pytest postgres-binaries bench bench-quick soak feed-soak clean
+.PHONY: install reinstall demo test check lint typecheck layers guards pytest pytest-pure install-pure postgres-binaries bench bench-quick soak feed-soak clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Compiles the hot path with mypyc where a C compiler and Python's headers exist, else
+# installs pure Python (setup.py); `reactive-entities --version` says which.
+$(STAMP): pyproject.toml setup.py native.py $(HOT_PATH)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=strict
 	@echo "$(MODULES)" > $(STAMP)
 
-# Reinstall when the set of modules changed since the last install.
+# Reinstall when the set of modules changed since the last install, or (compiled build)
+# a compiled module's source did.
 reinstall:
-	@if [ ! -f $(STAMP) ] || [ "$$(cat $(STAMP))" != "$(MODULES)" ]; then \
-	  rm -f $(STAMP); $(MAKE) --no-print-directory $(STAMP); fi
+	@if [ ! -f $(STAMP) ] || [ "$$(cat $(STAMP))" != "$(MODULES)" ]; then rm -f $(STAMP); fi
+	@$(MAKE) --no-print-directory $(STAMP)
+
+install-pure: $(PURE_STAMP)
+
+$(PURE_STAMP): pyproject.toml setup.py
+	@test -x $(PURE_VENV)/bin/python || $(PYTHON) -m venv $(PURE_VENV)
+	$(PURE_VENV)/bin/python -m pip install --quiet --upgrade pip
+	REACTIVE_ENTITIES_PURE=1 $(PURE_VENV)/bin/python -m pip install --quiet -e '.[dev]' \
+	  --config-settings editable_mode=strict
+	@echo "$(MODULES)" > $(PURE_STAMP)
 
 demo: reinstall
 	$(BIN)/reactive-entities demo
@@ -54,10 +75,21 @@ guards: reinstall
 
 check: lint typecheck layers guards
 
+# The whole suite on the installed build (compiled where it could be).
 pytest: reinstall postgres-binaries
+	@$(BIN)/reactive-entities --version
 	$(BIN)/python -P -m pytest $(PYTEST_ARGS)
 
-test: check pytest
+# The whole suite again on the pure-Python build, with fewer examples per property and
+# without the long soaks both builds share (PURE_PYTEST_ARGS to change).
+PURE_PYTEST_ARGS ?= -q
+pytest-pure: postgres-binaries
+	@if [ ! -f $(PURE_STAMP) ] || [ "$$(cat $(PURE_STAMP))" != "$(MODULES)" ]; then rm -f $(PURE_STAMP); fi
+	@$(MAKE) --no-print-directory $(PURE_STAMP)
+	@$(PURE_VENV)/bin/reactive-entities --version
+	RE_EXPECT_BUILD=pure HYPOTHESIS_PROFILE=quick $(PURE_VENV)/bin/python -P -m pytest $(PURE_PYTEST_ARGS)
+
+test: check pytest pytest-pure
 
 bench: reinstall postgres-binaries
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
@@ -75,4 +107,5 @@ feed-soak: reinstall postgres-binaries
 	RE_FEED_SOAK=1 $(BIN)/python -P -m pytest -q -p no:cacheprovider tests/test_feed_processes.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV)-pure build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	find . -name '*.so' -not -path './.venv*' -delete

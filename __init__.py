@@ -51,6 +51,7 @@ from reactive_entities.domain.position import Position
 from reactive_entities.domain.secret_set import SecretSet
 from reactive_entities.domain.subscriptions import Broadcast, InProcess, WorkQueue
 from reactive_entities.engine import Engine, EntityHandle, remove_through, write_through
+from reactive_entities.native import compiled
 from reactive_entities.ports import (
     Clock,
     Emitter,
@@ -62,6 +63,8 @@ from reactive_entities.ports import (
 from reactive_entities.transaction import Transaction
 
 __all__ = [
+    # the build: True when the compiled hot path is in use
+    "compiled",
     # composition and the shell
     "compose",
     "Engine",

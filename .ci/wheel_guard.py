@@ -41,6 +41,8 @@ def main() -> int:
     ):
         if required not in names:
             problems.append(f"wheel lacks {required}")
+    if "reactive_entities/setup.py" in names:
+        problems.append("wheel ships the build script setup.py as a module")
     if any("/tests/" in n or "/property_tests/" in n or "/bench/" in n for n in names):
         problems.append("wheel ships tests, property tests or benchmarks")
     if importlib.util.find_spec("domain") is not None:

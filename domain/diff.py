@@ -19,7 +19,7 @@ from reactive_entities.domain.json import Document, JSONValue, structurally_equa
 __all__ = ["diff", "changed_fields"]
 
 _MISSING: object = object()
-_PLAIN = frozenset((str, int, bool, type(None)))
+_SCALARS = frozenset((str, int, bool, float))
 
 
 def changed_fields(prev: Document, next: Document) -> tuple[str, ...]:
@@ -27,26 +27,22 @@ def changed_fields(prev: Document, next: Document) -> tuple[str, ...]:
 
     A key present on one side only counts as changed.
     """
-    changed = []
     get = prev.get
-    saw_missing = False
-    for field, b in next.items():
-        a: object = get(field, _MISSING)
-        if a is b:
-            continue
-        ta = type(a)
-        # Fast path: two plain scalars of one type compare directly (no bool/int or
-        # int/float subtleties can arise between values of the same type).
-        if ta is type(b) and ta in _PLAIN:
-            if a != b:
+    changed = []
+    for field, value in next.items():
+        old = get(field, _MISSING)
+        if old is value:
+            continue  # the same object: most fields of a write are untouched
+        if type(old) is type(value) and type(value) in _SCALARS:
+            # Two scalars of one type compare directly (no bool/int or int/float
+            # subtlety arises within one type), without a call.
+            if old != value:
                 changed.append(field)
-        elif a is _MISSING:
-            saw_missing = True
+        elif old is _MISSING or not structurally_equal(old, value):
             changed.append(field)
-        elif not structurally_equal(a, b):  # type: ignore[arg-type]
-            changed.append(field)
-    if saw_missing or len(prev) != len(next):
-        changed.extend(f for f in prev if f not in next)
+    # Equal sizes and every key of ``next`` in ``prev`` mean equal key sets.
+    if len(prev) != len(next) or any(field not in prev for field in changed):
+        changed.extend(field for field in prev if field not in next)
     changed.sort()
     return tuple(changed)
 

@@ -1,4 +1,5 @@
-"""The library's cattrs converter and the rules a document must follow (SPEC §2).
+"""The library's cattrs converter (SPEC §2); the rules its documents follow are in
+:mod:`reactive_entities.domain.validity`.
 
 Unstructuring an attrs state gives its *document*: datetimes → ISO-8601 UTC strings with
 six fraction digits and ``Z``, enums → their values, sets → sorted lists, tuples → lists,
@@ -32,24 +33,18 @@ from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, Iterabl
 from cattrs.fns import identity
 
 from reactive_entities.domain.events import iso_utc
-from reactive_entities.domain.json import Document, canonical_json
-from reactive_entities.domain.validation import LONE_SURROGATE
+from reactive_entities.domain.json import canonical_json
+from reactive_entities.domain.validity import MAX_DEPTH, MAX_INT_DIGITS, document_problems
 
-__all__ = ["make_converter", "document_problems", "structure_problems"]
-
-# A lone surrogate (U+D800–U+DFFF) is not Unicode: it has no UTF-8 form, so neither
-# JSON nor PostgreSQL can hold it. Only non-ASCII text can contain one: ``isascii`` is
-# O(1) and spares the search for the common case.
-_surrogate = LONE_SURROGATE.search
-
-#: Integers with more digits than this have no JSON text in Python (its int → str limit),
-#: so PostgreSQL's store cannot write them; every store refuses them alike (SPEC §16.5).
-MAX_INT_DIGITS = 4300
-_INT_BOUND = 10**MAX_INT_DIGITS  # |n| < bound ⇔ at most MAX_INT_DIGITS digits
-_INT_LOW = -_INT_BOUND  # precomputed: negating a 4,300-digit int on every check costs ~1 µs
-#: Lists and dicts nested deeper than this are refused: encoding them as JSON would hit
-#: Python's recursion limit in one store and not in the other.
-MAX_DEPTH = 256
+# The document rules live in ``validity`` (compiled with the hot path); they are named
+# here too, beside the converter whose output they check.
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_INT_DIGITS",
+    "make_converter",
+    "document_problems",
+    "structure_problems",
+]
 
 
 def _unstructure_datetime(value: datetime) -> str:
@@ -201,113 +196,6 @@ def make_converter() -> cattrs.Converter:
     converter.register_structure_hook_func(_is_uuid_class, _structure_uuid)
     converter.register_structure_hook(Decimal, _structure_decimal)
     return converter
-
-
-def document_problems(doc: Document) -> list[tuple[str, str]]:
-    """``(path, reason)`` for every value a document must not hold; empty when valid.
-
-    Valid values are null, bool, int of at most ``MAX_INT_DIGITS`` digits, finite float,
-    str without NUL or lone surrogates (PostgreSQL cannot store them), and lists of valid
-    values and dicts with ``str`` keys nested at most ``MAX_DEPTH`` deep. The
-    check runs on every write, so a fast boolean pass comes first and the detailed walk
-    runs only on failure.
-    """
-    for value in doc.values():
-        # Scalars are checked inline: a function call per field would dominate the cost.
-        kind = type(value)
-        if kind is str:
-            text: str = value  # type: ignore[assignment]
-            if "\x00" in text or (not text.isascii() and _surrogate(text)):
-                break
-        elif kind is bool or value is None:
-            continue
-        elif kind is int:
-            if _INT_LOW < value < _INT_BOUND:
-                continue
-            break
-        elif kind is float:
-            if value - value != 0:  # type: ignore[operator]  # inf - inf and nan - nan are nan
-                break
-        elif not _valid(value):
-            break
-    else:
-        return []
-    problems: list[tuple[str, str]] = []
-    for field, value in doc.items():
-        problems.extend(_value_problems(value, field))
-    return problems
-
-
-def _valid(value: object, depth: int = 1) -> bool:
-    kind = type(value)
-    if kind is str:
-        text: str = value  # type: ignore[assignment]
-        return not ("\x00" in text or (not text.isascii() and _surrogate(text)))
-    if kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(_INT_LOW < value < _INT_BOUND)
-    if kind is float:
-        return math.isfinite(value)  # type: ignore[arg-type]
-    if depth > MAX_DEPTH:
-        return False
-    if kind is list:
-        for item in value:  # type: ignore[attr-defined]
-            t = type(item)
-            if t is str:
-                if "\x00" in item or (not item.isascii() and _surrogate(item)):
-                    return False
-            elif not (t is bool or item is None) and not _valid(item, depth + 1):
-                return False
-        return True
-    if kind is dict:
-        for key, item in value.items():  # type: ignore[attr-defined]
-            if type(key) is not str or "\x00" in key or (not key.isascii() and _surrogate(key)):
-                return False
-            t = type(item)
-            if t is str:
-                if "\x00" in item or (not item.isascii() and _surrogate(item)):
-                    return False
-            elif not (t is bool or item is None) and not _valid(item, depth + 1):
-                return False
-        return True
-    return False
-
-
-def _value_problems(value: object, path: str, depth: int = 1) -> Iterator[tuple[str, str]]:
-    kind = type(value)
-    if depth > MAX_DEPTH and (kind is list or kind is dict):
-        yield path, f"nested deeper than {MAX_DEPTH} levels"
-        return
-    if kind is str:
-        if "\x00" in value:  # type: ignore[operator]
-            yield path, "text contains a NUL character"
-        elif _surrogate(value):  # type: ignore[call-overload]
-            yield path, "text contains a lone surrogate (not Unicode: it has no UTF-8 form)"
-    elif kind is float:
-        if not math.isfinite(value):  # type: ignore[arg-type]
-            yield path, "number is not finite (NaN or infinity has no JSON form)"
-    elif kind is int:
-        if not _INT_LOW < value < _INT_BOUND:
-            yield path, f"integer with more than {MAX_INT_DIGITS} digits (it has no JSON text)"
-    elif kind is bool or value is None:
-        return
-    elif kind is list:
-        items: list[object] = value  # type: ignore[assignment]
-        for i, item in enumerate(items):
-            yield from _value_problems(item, f"{path}[{i}]", depth + 1)
-    elif kind is dict:
-        for key, item in value.items():  # type: ignore[attr-defined]
-            if type(key) is not str:
-                yield path, f"object key of type {type(key).__name__} (keys must be str)"
-            elif "\x00" in key:
-                yield path, "object key contains a NUL character"
-            elif _surrogate(key):
-                yield path, "object key contains a lone surrogate (not Unicode)"
-            else:
-                yield from _value_problems(item, f"{path}.{key}", depth + 1)
-    else:
-        yield path, f"unsupported value of type {kind.__name__} (register a cattrs hook)"
 
 
 def structure_problems(error: BaseException, path: str = "$") -> Iterator[tuple[str, str]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from typing import TypeAlias
 
 __all__ = [
@@ -35,91 +36,70 @@ _ENCODE = json.JSONEncoder(
 
 def _normalized(value: object) -> object:
     """The value with every integral float written as an int (``1.0`` → ``1``)."""
-    kind = type(value)
-    if kind is float:
-        f: float = value  # type: ignore[assignment]
-        if not math.isfinite(f):
+    if isinstance(value, float):
+        if not math.isfinite(value):
             raise ValueError("non-finite number has no JSON form")
-        return int(f) if f.is_integer() else f
-    if kind is dict:
-        return {k: _normalized(v) for k, v in value.items()}  # type: ignore[attr-defined]
-    if kind is list or kind is tuple:
-        return [_normalized(v) for v in value]  # type: ignore[attr-defined]
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {k: _normalized(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalized(v) for v in value]
     return value
 
 
-def canonical_json(value: JSONValue) -> str:
+def canonical_json(value: object) -> str:
     """The canonical JSON text of ``value``: no whitespace, keys sorted by code point.
 
-    Raises ``ValueError`` for a non-finite float (documents never hold one).
+    Tuples are written as lists. Raises ``ValueError`` for a non-finite float
+    (documents never hold one).
     """
     return _ENCODE(_normalized(value))
 
 
-_PLAIN = frozenset((str, int, bool, type(None)))
-
-
-def structurally_equal(a: JSONValue, b: JSONValue) -> bool:
-    """True iff ``canonical_json(a) == canonical_json(b)``, computed without encoding.
-
-    The fast paths (identity, same plain scalar type) make the common case of an
-    unchanged field — or an unchanged list of strings — cost a comparison per item.
-    """
+def structurally_equal(a: object, b: object) -> bool:
+    """True iff ``canonical_json(a) == canonical_json(b)``, computed without encoding
+    (a tuple compares like the list it encodes as)."""
     if a is b:
         return True
-    ta = type(a)
-    tb = type(b)
-    if ta is tb:
-        if ta is list:
-            return _lists_equal(a, b)  # type: ignore[arg-type]
-        if ta is dict:
-            return _dicts_equal(a, b)  # type: ignore[arg-type]
-        return a == b
-    if ta is bool or tb is bool:
-        return False
-    if (ta is int and tb is float) or (ta is float and tb is int):
+    if isinstance(a, str):
+        return isinstance(b, str) and a == b
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False  # the same bool is the same object: ``a is b`` answered it
+    if isinstance(a, (int, float)):
         # Python compares int and float exactly, which is what canonical JSON does once
         # an integral float is written as an int.
-        return a == b
-    if ta in _SEQUENCES and tb in _SEQUENCES:
-        return _lists_equal(a, b)  # type: ignore[arg-type]
-    return False
+        return isinstance(b, (int, float)) and a == b
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and _items_equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and _entries_equal(a, b)
+    return False  # None is only equal to itself
 
 
-_SEQUENCES = (list, tuple)
-
-
-def _lists_equal(a: list[JSONValue], b: list[JSONValue]) -> bool:
+def _items_equal(a: Sequence[object], b: Sequence[object]) -> bool:
     if len(a) != len(b):
         return False
-    for x, y in zip(a, b, strict=True):
-        if x is y:
-            continue
-        tx = type(x)
-        if tx is type(y) and tx in _PLAIN:
-            if x != y:
-                return False
-        elif not structurally_equal(x, y):
+    # A loop, not ``all(...)``: a generator costs CPython a frame per call.
+    for x, y in zip(a, b, strict=True):  # noqa: SIM110
+        # The identity test inline: unchanged items are usually the very same objects.
+        if x is not y and not structurally_equal(x, y):
             return False
     return True
 
 
-def _dicts_equal(a: dict[str, JSONValue], b: dict[str, JSONValue]) -> bool:
+def _entries_equal(a: dict[object, object], b: dict[object, object]) -> bool:
     if len(a) != len(b):
         return False
     for key, x in a.items():
         if key not in b:
             return False
         y = b[key]
-        if x is y:
-            continue
-        tx = type(x)
-        if tx is type(y) and tx in _PLAIN:
-            if x != y:
-                return False
-        elif not structurally_equal(x, y):
+        if x is not y and not structurally_equal(x, y):
             return False
     return True
+
+
+_CONTAINERS = frozenset((list, dict))
 
 
 def copy_value(value: JSONValue) -> JSONValue:
@@ -132,20 +112,17 @@ def copy_value(value: JSONValue) -> JSONValue:
     >>> copied == {"tags": ["a"]}, copied["tags"] is tags
     (True, False)
     """
-    kind = type(value)
-    if kind is list:
-        return [v if type(v) in _PLAIN else copy_value(v) for v in value]  # type: ignore[union-attr]
-    if kind is dict:
-        return {
-            k: v if type(v) in _PLAIN else copy_value(v)
-            for k, v in value.items()  # type: ignore[union-attr]
-        }
+    # Scalars are shared inline: a call per item would cost more than the copy.
+    if type(value) is list:
+        return [copy_value(v) if type(v) in _CONTAINERS else v for v in value]
+    if type(value) is dict:
+        return {k: copy_value(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
     return value
 
 
 def copy_document(doc: Document) -> Document:
-    """A copy of a document sharing no list or dict with it: :func:`copy_value` for a
-    top-level dict, faster when most fields hold scalars (they are shared as they are).
+    """A copy of a document sharing no list or dict with it (:func:`copy_value` of each
+    field holding one; the scalars are shared as they are).
 
     >>> doc = {"status": "open", "tags": ["a"]}
     >>> copied = copy_document(doc)
@@ -154,7 +131,6 @@ def copy_document(doc: Document) -> Document:
     """
     copied = doc.copy()
     for key, value in doc.items():
-        kind = type(value)
-        if kind is list or kind is dict:
+        if type(value) in _CONTAINERS:
             copied[key] = copy_value(value)
     return copied

@@ -22,7 +22,7 @@ mask it returns the very object it was given, which keeps the hot path allocatio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from reactive_entities.domain.automaton import Automaton
 from reactive_entities.domain.json import Document, JSONValue
@@ -112,78 +112,58 @@ def mask_deep(value: JSONValue, secrets: SecretSet) -> JSONValue:
     the suffix completes a secret). With nothing maskable the input object itself is
     returned.
     """
-    if not secrets:
-        return value
-    kind = type(value)
-    if kind is str:
-        return mask_text(value, secrets)  # type: ignore[arg-type]
-    if kind is list:
-        return _mask_list(value, secrets)  # type: ignore[arg-type]
-    if kind is dict:
-        return _mask_dict(value, secrets)  # type: ignore[arg-type]
+    return _masked(value, secrets) if secrets else value
+
+
+def _masked(value: JSONValue, secrets: SecretSet) -> JSONValue:
+    # The one walker: a list or dict is copied only once something inside it changed,
+    # so callers tell by identity whether masking changed a value.
+    if type(value) is str:
+        return mask_text(value, secrets)
+    search = _search(secrets)
+    if type(value) is list:
+        items: list[JSONValue] | None = None
+        for i, item in enumerate(value):
+            if type(item) is str and search(item) is None:
+                continue  # clean text, the common case, without a call
+            masked = _masked(item, secrets)
+            if masked is not item:
+                if items is None:
+                    items = value.copy()
+                items[i] = masked
+        return value if items is None else items
+    if type(value) is dict:
+        entries: dict[str, JSONValue] | None = None
+        for key, item in value.items():
+            masked_key = key if search(key) is None else mask_text(key, secrets)
+            masked = item if type(item) is str and search(item) is None else _masked(item, secrets)
+            if entries is None:
+                if masked_key is key and masked is item:
+                    continue
+                entries = _entries_before(value, key)
+            if masked_key in entries:  # two keys masked alike: keep both
+                masked_key = _free_key(masked_key, entries, secrets)
+            entries[masked_key] = masked
+        return value if entries is None else entries
     return value
 
 
-# The walkers below copy a container only once something inside it changed, and test
-# strings with one regex search before calling ``mask_text``: this runs on every value
-# of every write that names a run.
+def _search(secrets: SecretSet) -> Callable[[str], object | None]:
+    """The finder's test "does any secret occur in this text?" (a set with a finder)."""
+    finder = secrets.finder
+    if finder is None:
+        raise ValueError("no maskable secret: nothing to search for")
+    return finder.search
 
 
-def _mask_list(items: list[JSONValue], secrets: SecretSet) -> list[JSONValue]:
-    search = secrets.finder.search  # type: ignore[union-attr]
-    out: list[JSONValue] | None = None
-    for i, item in enumerate(items):
-        kind = type(item)
-        if kind is str:
-            if search(item) is None:  # type: ignore[arg-type]
-                continue
-            masked: JSONValue = mask_text(item, secrets)  # type: ignore[arg-type]
-        elif kind is list:
-            masked = _mask_list(item, secrets)  # type: ignore[arg-type]
-        elif kind is dict:
-            masked = _mask_dict(item, secrets)  # type: ignore[arg-type]
-        else:
-            continue
-        if masked is not item:
-            if out is None:
-                out = list(items)
-            out[i] = masked
-    return items if out is None else out
-
-
-def _mask_dict(value: dict[str, JSONValue], secrets: SecretSet) -> dict[str, JSONValue]:
-    search = secrets.finder.search  # type: ignore[union-attr]
-    if not any(search(key) for key in value):
-        # Keys are clean: only values can change, and order is kept by copying.
-        out: dict[str, JSONValue] | None = None
-        for key, item in value.items():
-            kind = type(item)
-            if kind is str:
-                if search(item) is None:  # type: ignore[arg-type]
-                    continue
-                masked: JSONValue = mask_text(item, secrets)  # type: ignore[arg-type]
-            elif kind is list:
-                masked = _mask_list(item, secrets)  # type: ignore[arg-type]
-            elif kind is dict:
-                masked = _mask_dict(item, secrets)  # type: ignore[arg-type]
-            else:
-                continue
-            if masked is not item:
-                if out is None:
-                    out = dict(value)
-                out[key] = masked
-        return value if out is None else out
-    rebuilt: dict[str, JSONValue] = {}
-    changed = False
+def _entries_before(value: dict[str, JSONValue], stop: str) -> dict[str, JSONValue]:
+    """The entries of ``value`` before key ``stop``, in order."""
+    entries: dict[str, JSONValue] = {}
     for key, item in value.items():
-        masked_key = mask_text(key, secrets)
-        if masked_key in rebuilt:  # two keys masked alike: keep both
-            masked_key = _free_key(masked_key, rebuilt, secrets)
-        masked_item = mask_deep(item, secrets)
-        changed = changed or masked_key is not key or masked_item is not item
-        rebuilt[masked_key] = masked_item
-    # A key holding only the secret "****" masks to itself: then nothing changed.
-    return rebuilt if changed else value
+        if key is stop:
+            break
+        entries[key] = item
+    return entries
 
 
 def _free_key(key: str, taken: Mapping[str, object], secrets: SecretSet) -> str:
@@ -215,23 +195,11 @@ def mask_document(
             out[field] = TOKEN
     if not secrets:
         return doc if out is None else out
-    search = secrets.finder.search  # type: ignore[union-attr]
+    search = _search(secrets)
     for field, value in doc.items():
-        kind = type(value)
-        if kind is str:
-            if search(value) is None or field in sensitive:  # type: ignore[arg-type]
-                continue
-            masked: JSONValue = mask_text(value, secrets)  # type: ignore[arg-type]
-        elif kind is list:
-            if field in sensitive:
-                continue
-            masked = _mask_list(value, secrets)  # type: ignore[arg-type]
-        elif kind is dict:
-            if field in sensitive:
-                continue
-            masked = _mask_dict(value, secrets)  # type: ignore[arg-type]
-        else:
+        if field in sensitive or (type(value) is str and search(value) is None):
             continue
+        masked = _masked(value, secrets)
         if masked is not value:
             if out is None:
                 out = dict(doc)

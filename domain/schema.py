@@ -24,12 +24,13 @@ import attrs
 import cattrs
 from returns.result import Failure, Result, Success
 
-from reactive_entities.domain.documents import document_problems, structure_problems
+from reactive_entities.domain.documents import structure_problems
 from reactive_entities.domain.errors import DefinitionError, UnknownFieldError
 from reactive_entities.domain.instance_check import InstanceChecker, instance_checker
 from reactive_entities.domain.json import Document
 from reactive_entities.domain.masking import mask_text
 from reactive_entities.domain.secret_set import EMPTY_SECRETS, SecretSet
+from reactive_entities.domain.validity import document_problems
 
 __all__ = ["Schema", "Problems", "build_schema", "redact_problems", "WITHHELD"]
 

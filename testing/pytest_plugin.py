@@ -44,6 +44,8 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), print_blob=True)
+# The second build's run in `make test` (pure Python): every property, fewer examples.
+settings.register_profile("quick", parent=settings.get_profile("ci"), max_examples=20)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

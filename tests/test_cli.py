@@ -277,6 +277,7 @@ def test_version_prints_the_package_version_and_build(
 ) -> None:
     """``--version`` prints the installed version and whether the compiled build runs."""
     version = importlib.metadata.version("reactive-entities")
+    monkeypatch.setattr(reactive_entities, "compiled", False)
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["--version"])
     assert exit_info.value.code == 0

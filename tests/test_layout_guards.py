@@ -39,7 +39,7 @@ def test_no_relative_imports_anywhere() -> None:
     """DESIGN §1.1: every import in the package is absolute."""
     offenders = []
     for path in ROOT.glob("**/*.py"):
-        if any(part in {".venv", "build"} for part in path.parts):
+        if any(part in {".venv", ".venv-pure", "build"} for part in path.parts):
             continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
@@ -88,6 +88,9 @@ def test_the_write_pipeline_stays_one_short_function() -> None:
     pipeline = "".join(lines)
     assert "plan_write(" in pipeline
     assert ".record(" in pipeline
-    assert "plan_change(" in inspect.getsource(plan_write)
+    # Read as text: in the compiled build ``plan_write`` has no Python source to inspect.
+    writes = importlib.resources.files("reactive_entities.domain") / "writes.py"
+    assert plan_write.__name__ == "plan_write"
+    assert "plan_change(" in writes.read_text(encoding="utf-8")
     entry, _ = inspect.getsourcelines(EntityHandle._write)
     assert len(entry) <= 60, f"EntityHandle._write grew to {len(entry)} lines"
