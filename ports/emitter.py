@@ -15,8 +15,9 @@ __all__ = ["Emitter", "Subscription", "SubscriptionHub"]
 class Emitter(Protocol):
     """Receives every recorded change, in recording order per entity.
 
-    The event is already masked. ``emit`` runs while the entity's lock is held, so it
-    should be quick; a slow consumer belongs behind a queue.
+    The event is already masked. ``emit`` runs after the change committed, outside every
+    lock and holding no connection, on the committing thread (or the thread already
+    delivering that entity's events); it may itself write, even the same entity.
     """
 
     def emit(self, event: ChangeEvent) -> None:

@@ -1,11 +1,11 @@
 """Per-entity ``threading`` locks that exist only while someone holds or awaits them.
 
-The PostgreSQL store takes one of these before the entity's advisory lock, and releases
-it only after the engine has emitted the change: that keeps events of one entity in
-recording order for in-process subscribers (the advisory lock is released by the
-commit, before the emit), and keeps threads that merely wait from holding a pooled
-connection. Entries are reference-counted and dropped when unused, so a process that
-touches millions of entities keeps no lock for each.
+A PostgreSQL write transaction takes one of these right after the entity's advisory lock
+and releases it only once the commit has queued the change's event: the advisory lock is
+released by ``COMMIT``, so without this lock another thread of this process could commit
+the entity's next change and queue its event first. Its holders never wait for anything
+else, so it cannot deadlock. Entries are reference-counted and dropped when unused, so a
+process that touches millions of entities keeps no lock for each.
 
 >>> locks = LocalLocks()
 >>> entry = locks.acquire("k")
