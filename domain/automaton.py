@@ -24,7 +24,7 @@ True
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 __all__ = ["Automaton"]
 
@@ -53,35 +53,26 @@ class Automaton:
 
     def search(self, text: str) -> tuple[int, int] | None:
         """The first occurrence (by end position) of any pattern, or None."""
-        goto, fail, longest = self._tables()
-        root = goto[0]
-        state = 0
-        for i, ch in enumerate(text):
-            if state == 0:
-                nxt = root.get(ch)
-                if nxt is None:
-                    continue
-                state = nxt
-            else:
-                while True:
-                    found = goto[state].get(ch)
-                    if found is not None:
-                        state = found
-                        break
-                    if state == 0:
-                        break
-                    state = fail[state]
-            n = longest[state]
-            if n:
-                return i + 1 - n, i + 1
-        return None
+        return next(self._occurrences(text), None)
 
     def ranges(self, text: str) -> list[tuple[int, int]]:
         """Every occurrence of every pattern, overlapping or touching ones merged, in
         text order."""
+        merged: list[list[int]] = []
+        for start, end in self._occurrences(text):
+            # Ranges arrive by end position; one may reach back over earlier ones.
+            while merged and start <= merged[-1][1]:
+                previous = merged.pop()
+                if previous[0] < start:
+                    start = previous[0]
+            merged.append([start, end])
+        return [(start, end) for start, end in merged]
+
+    def _occurrences(self, text: str) -> Iterator[tuple[int, int]]:
+        """``(start, end)`` of the longest pattern ending at each position where one
+        ends, by end position: the one walk over the text both queries share."""
         goto, fail, longest = self._tables()
         root = goto[0]
-        merged: list[list[int]] = []
         state = 0
         for i, ch in enumerate(text):
             if state == 0:
@@ -100,14 +91,7 @@ class Automaton:
                     state = fail[state]
             n = longest[state]
             if n:
-                start, end = i + 1 - n, i + 1
-                # Ranges arrive by end position; one may reach back over earlier ones.
-                while merged and start <= merged[-1][1]:
-                    previous = merged.pop()
-                    if previous[0] < start:
-                        start = previous[0]
-                merged.append([start, end])
-        return [(start, end) for start, end in merged]
+                yield i + 1 - n, i + 1
 
 
 def _build(patterns: Sequence[str]) -> tuple[list[dict[str, int]], list[int], list[int]]:
