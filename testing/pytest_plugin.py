@@ -12,10 +12,17 @@ PostgreSQL fixtures:
 * ``pg_schema`` (module) — a fresh schema name for the test module, dropped afterwards.
 
 Tests using them are marked ``postgres`` automatically (``-m "not postgres"`` skips them).
+
+Coroutine tests (``async def test_…``) run on a fresh event loop each (``asyncio.run``),
+bounded by :data:`ASYNC_TEST_TIMEOUT` seconds so a hang fails instead of stalling the
+run; their fixtures are plain (async set-up goes in the test, e.g. ``async with``).
+This is all the asyncio support the suite needs, so it takes no extra dependency.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import re
 import secrets
@@ -27,6 +34,9 @@ from hypothesis import HealthCheck, settings
 from psycopg import sql
 
 from reactive_entities.testing.postgres_server import PostgresServer
+
+#: Seconds an ``async def`` test may run before it fails.
+ASYNC_TEST_TIMEOUT = 120.0
 
 #: Names a database to run the PostgreSQL tests against instead of a throwaway server.
 DSN_VARIABLE = "RE_TEST_PG_DSN"
@@ -89,3 +99,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _PG_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an ``async def`` test to completion on its own event loop."""
+    function = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(function):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    arguments = {name: pyfuncitem.funcargs[name] for name in names}
+    asyncio.run(asyncio.wait_for(function(**arguments), ASYNC_TEST_TIMEOUT))
+    return True
