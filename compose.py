@@ -20,7 +20,6 @@ from reactive_entities.adapters.memory.feed import MemoryFeed
 from reactive_entities.adapters.memory.secret_registry import InMemorySecretRegistry
 from reactive_entities.adapters.memory.store import DEFAULT_LOCK_TIMEOUT, InMemoryEntityStore
 from reactive_entities.domain.documents import make_converter
-from reactive_entities.domain.errors import InvalidArgumentError
 from reactive_entities.durable import DEFAULT_POLL_INTERVAL
 from reactive_entities.engine import Engine
 from reactive_entities.ports.clock import Clock
@@ -28,7 +27,12 @@ from reactive_entities.ports.emitter import Emitter
 from reactive_entities.ports.feed import ChangeFeed
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
-from reactive_entities.run_secrets import UnknownRunPolicy, unknown_run_problem
+from reactive_entities.run_secrets import UnknownRunPolicy
+from reactive_entities.shell_checks import (
+    check_postgres_options,
+    check_unknown_run,
+    checked_lock_timeout,
+)
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -65,13 +69,13 @@ def in_memory(
     ...     engine.kinds()
     ()
     """
-    _check_unknown_run(unknown_run)
+    check_unknown_run(unknown_run)
     clock = clock if clock is not None else SystemClock()
     if store is None:
         memory_feed = MemoryFeed(clock)
         feed = memory_feed if feed is None else feed
         store = InMemoryEntityStore(
-            clock, lock_timeout=_timeout(lock_timeout), on_commit=memory_feed.record
+            clock, lock_timeout=checked_lock_timeout(lock_timeout), on_commit=memory_feed.record
         )
     return _engine(
         store=store,
@@ -130,24 +134,24 @@ def postgres(
     from reactive_entities.adapters.postgres.feed import PostgresFeed
     from reactive_entities.adapters.postgres.store import PostgresEntityStore
 
-    if pool is not None and dsn is not None:
-        raise InvalidArgumentError("pass either dsn or pool to compose.postgres, not both")
-    _check_unknown_run(unknown_run)
-    if shared_secrets and secrets is not None:
-        raise InvalidArgumentError("pass either secrets or shared_secrets=True, not both")
+    check_postgres_options(dsn, pool, secrets, shared_secrets, unknown_run)
     if pool is None:
         store = PostgresEntityStore.connect(
             dsn if dsn is not None else "",
             schema=schema,
             clock=clock,
             locking=locking,
-            lock_timeout=_timeout(lock_timeout),
+            lock_timeout=checked_lock_timeout(lock_timeout),
             pool_size=pool_size,
             pool_timeout=pool_timeout,
         )
     else:
         store = PostgresEntityStore(
-            pool, schema=schema, clock=clock, locking=locking, lock_timeout=_timeout(lock_timeout)
+            pool,
+            schema=schema,
+            clock=clock,
+            locking=locking,
+            lock_timeout=checked_lock_timeout(lock_timeout),
         )
     try:
         if migrate:
@@ -172,12 +176,6 @@ def postgres(
         converter=converter,
         unknown_run=unknown_run,
     )
-
-
-def _check_unknown_run(policy: object) -> None:
-    problem = unknown_run_problem(policy)
-    if problem is not None:
-        raise InvalidArgumentError(problem)
 
 
 def _engine(
@@ -214,9 +212,3 @@ def _engine(
         poll_interval=poll_interval,
         unknown_run=unknown_run,
     )
-
-
-def _timeout(value: object) -> timedelta:
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidArgumentError(f"lock_timeout must be a positive timedelta (got {value!r:.60})")
-    return value

@@ -39,7 +39,9 @@ class Delivery:
 
     __slots__ = ("_emit", "_lock", "_logger", "_queues", "_sequence")
 
-    def __init__(self, emit: Callable[[ChangeEvent], None], logger: logging.Logger) -> None:
+    def __init__(self, emit: Callable[[ChangeEvent], None] | None, logger: logging.Logger) -> None:
+        """``emit`` delivers one event for :meth:`drain`; None for a driver that calls
+        :meth:`take` itself (the asyncio engine)."""
         self._emit = emit
         self._logger = logger
         self._lock = threading.Lock()
@@ -67,24 +69,29 @@ class Delivery:
     def drain(self, owned: list[_Key]) -> None:
         """Deliver everything queued for the entities this caller owns — including what
         handlers append meanwhile — in recording order, then give the queues up."""
-        if not owned:
-            return
-        queues = self._queues
-        lock = self._lock
+        emit = self._emit
+        if emit is None:
+            raise TypeError("this Delivery has no emit: drive it with take()")
         mine = list(owned)
         try:
-            while True:
-                with lock:
-                    event = self._next(mine)
-                    if event is None:
-                        for key in mine:
-                            del queues[key]
-                        mine = []
-                        return
-                self._emit(event)
+            while (event := self.take(mine)) is not None:
+                emit(event)
         finally:
-            if mine:  # interrupted (e.g. KeyboardInterrupt in a handler)
-                self._abandon(mine)
+            self.abandon(mine)  # empty unless interrupted (e.g. KeyboardInterrupt)
+
+    def take(self, mine: list[_Key]) -> ChangeEvent | None:
+        """The next event to deliver for the entities in ``mine``; None once their
+        queues are empty, which gives them up (and empties ``mine``). The asyncio
+        engine drives the same queues with this, awaiting each handler."""
+        if not mine:
+            return None
+        with self._lock:
+            event = self._next(mine)
+            if event is None:
+                for key in mine:
+                    del self._queues[key]
+                mine.clear()
+            return event
 
     def _next(self, mine: list[_Key]) -> ChangeEvent | None:
         """Pop the oldest event queued for any of ``mine`` (the caller holds the lock)."""
@@ -95,7 +102,11 @@ class Delivery:
                 best = queue
         return None if best is None else best.popleft()[1]
 
-    def _abandon(self, keys: list[_Key]) -> None:
+    def abandon(self, keys: list[_Key]) -> None:
+        """Give up the queues of ``keys`` without delivering them (delivery was
+        interrupted); what they held is logged as lost."""
+        if not keys:
+            return
         lost = 0
         with self._lock:
             for key in keys:

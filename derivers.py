@@ -19,16 +19,18 @@ from reactive_entities.domain.validation import callable_problem, kind_problem
 from reactive_entities.masked_logging import log_failure
 from reactive_entities.ports.secret_registry import SecretRegistry
 
-__all__ = ["Deriver", "PayloadMapper", "Derivers"]
+__all__ = ["Deriver", "PayloadMapper", "Derivers", "Failed"]
 
 Deriver = Callable[[ChangeEvent], Iterable[str]]
 PayloadMapper = Callable[[ChangeEvent], Mapping[str, Any]]
+#: A deriver that raised, and what it raised.
+Failed = tuple[Deriver, Exception]
 
 
 class Derivers:
     """Per-kind derivers (in registration order) and payload mappers."""
 
-    def __init__(self, secrets: SecretRegistry, logger: logging.Logger) -> None:
+    def __init__(self, secrets: SecretRegistry | None, logger: logging.Logger) -> None:
         self._secrets = secrets
         self._logger = logger
         self._lock = threading.Lock()
@@ -63,16 +65,25 @@ class Derivers:
     def derive(self, event: ChangeEvent) -> tuple[str, ...]:
         """De-duplicated, non-empty string ids, in first-seen order, from each deriver
         of the event's kind in registration order."""
+        ids, failures = self.collect(event)
+        for derive, error in failures:
+            log_failure(self._logger, f"deriver {derive!r}", event, error, self._secrets)
+        return ids
+
+    def collect(self, event: ChangeEvent) -> tuple[tuple[str, ...], list[Failed]]:
+        """What :meth:`derive` returns, and the derivers that raised (not logged yet:
+        the asyncio engine looks the run's secrets up before it logs them)."""
         seen: dict[str, None] = {}
+        failures: list[Failed] = []
         for derive in self._derivers.get(event.kind, ()):
             try:
                 ids = [i for i in derive(event) if _is_id(i)]
             except Exception as error:  # one deriver must not stop the rest
-                log_failure(self._logger, f"deriver {derive!r}", event, error, self._secrets)
+                failures.append((derive, error))
                 continue
             for entity_id in ids:
                 seen.setdefault(entity_id)
-        return tuple(seen)
+        return tuple(seen), failures
 
     def payload(self, event: ChangeEvent) -> dict[str, Any] | None:
         """The kind's payload mapper applied to ``event``, or None without one."""

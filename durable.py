@@ -29,25 +29,70 @@ import logging
 import os
 import socket
 import threading
-import traceback
 from collections.abc import Callable
+from datetime import timedelta
 from types import TracebackType
 
 from reactive_entities.domain.events import ChangeEvent
-from reactive_entities.domain.masking import mask_text
 from reactive_entities.domain.position import Position
 from reactive_entities.domain.secret_set import EMPTY_SECRETS
 from reactive_entities.domain.subscriptions import Broadcast, WorkQueue
-from reactive_entities.masked_logging import log_failure
+from reactive_entities.event_filter import wants
+from reactive_entities.masked_logging import log_failure, masked_error
 from reactive_entities.ports.feed import ChangeFeed, Claim
 from reactive_entities.ports.secret_registry import SecretRegistry
 
-__all__ = ["DurableSubscription", "DEFAULT_POLL_INTERVAL"]
+__all__ = [
+    "DurableSubscription",
+    "DEFAULT_POLL_INTERVAL",
+    "BATCH",
+    "log_feed_failure",
+    "new_member",
+    "retry_delay",
+    "sooner",
+    "subscription_name",
+]
 
 #: How often a durable subscription looks at the feed without being woken (seconds).
 DEFAULT_POLL_INTERVAL = 1.0
-_BATCH = 200
+#: How many changes a broadcast reads from the feed at a time.
+BATCH = 200
 _members = itertools.count(1)
+
+
+def new_member() -> str:
+    """A work-queue member name unique across hosts, processes and subscriptions."""
+    return f"{socket.gethostname()}:{os.getpid()}:{next(_members)}"
+
+
+def subscription_name(mode: Broadcast | WorkQueue, member: str) -> str:
+    """What a durable subscription's thread or task is called (after ``reactive-entities-``)."""
+    if isinstance(mode, Broadcast):
+        return f"broadcast[{mode.consumer or member}]"
+    return f"work-queue[{mode.group}]"
+
+
+def log_feed_failure(logger: logging.Logger, name: str, error: Exception) -> None:
+    """The durable subscription ``name`` could not read the feed; it will retry."""
+    logger.warning(
+        "durable subscription %s could not read the feed (%s: %s); retrying",
+        name,
+        type(error).__name__,
+        str(error).splitlines()[0] if str(error) else "",
+    )
+
+
+def retry_delay(mode: WorkQueue, claim: Claim) -> timedelta | None:
+    """After a failed attempt: how long until the next one, None to dead-letter it."""
+    if claim.attempts > mode.max_retries:
+        return None
+    return mode.delay(claim.attempts)
+
+
+def sooner(soonest: float | None, delay: timedelta) -> float:
+    """The earlier of a scheduled wake-up (seconds, or None) and ``delay``."""
+    seconds = delay.total_seconds()
+    return seconds if soonest is None else min(soonest, seconds)
 
 
 class DurableSubscription:
@@ -81,14 +126,13 @@ class DurableSubscription:
         self._cursor: Position | None = None
         self._soonest: float | None = None  # seconds until a scheduled retry is due
         self._saved: Position | None = None  # a named consumer's last stored position
-        self.member = f"{socket.gethostname()}:{os.getpid()}:{next(_members)}"
+        self.member = new_member()
+        name = subscription_name(mode, self.member)
         if isinstance(mode, Broadcast):
-            name = f"broadcast[{mode.consumer or self.member}]"
             stored = None if mode.consumer is None else feed.load_cursor(mode.consumer)
             self._cursor = stored if stored is not None else feed.head()
             self._saved = stored
         else:
-            name = f"work-queue[{mode.group}]"
             feed.enqueue(mode.group, kind)  # a new group starts here, not at the next wake
         self._unsubscribe = feed.on_commit(self._wake.set)
         self._thread = threading.Thread(
@@ -120,12 +164,7 @@ class DurableSubscription:
                 else:
                     self._work(self.mode)
             except Exception as error:  # the feed failed: log, wait, try again
-                self._logger.warning(
-                    "durable subscription %s could not read the feed (%s: %s); retrying",
-                    self._thread.name,
-                    type(error).__name__,
-                    str(error).splitlines()[0] if str(error) else "",
-                )
+                log_feed_failure(self._logger, self._thread.name, error)
                 self._stop.wait(self._poll)
                 continue
             soonest, self._soonest = self._soonest, None
@@ -138,14 +177,14 @@ class DurableSubscription:
             while not self._stop.is_set():
                 # Every kind is read (and filtered here) so the cursor — and a named
                 # consumer's stored lag — moves past changes of other kinds too.
-                batch = feed.changes(self._cursor, limit=_BATCH)
+                batch = feed.changes(self._cursor, limit=BATCH)
                 for event in batch:
                     if self._stop.is_set():
                         return
                     if self._matches(event):
                         self._call(event)
                     self._cursor = event.position
-                if len(batch) < _BATCH:
+                if len(batch) < BATCH:
                     return
         finally:
             self._save_cursor(mode)
@@ -180,21 +219,17 @@ class DurableSubscription:
             log_failure(
                 self._logger, f"work-queue handler {self.handler!r}", event, error, self._secrets
             )
-            if claim.attempts > mode.max_retries:
+            delay = retry_delay(mode, claim)
+            if delay is None:
                 feed.dead_letter(claim, text)
             else:
-                delay = mode.delay(claim.attempts)
                 feed.retry_later(claim, text, delay)
-                seconds = delay.total_seconds()
-                self._soonest = seconds if self._soonest is None else min(self._soonest, seconds)
+                self._soonest = sooner(self._soonest, delay)
             return
         feed.complete(claim)
 
     def _matches(self, event: ChangeEvent) -> bool:
-        if self.kind is not None and event.kind != self.kind:
-            return False
-        fields = self.fields
-        return fields is None or not fields.isdisjoint(event.changed_fields)
+        return wants(self.kind, self.fields, event)
 
     def _call(self, event: ChangeEvent) -> None:
         try:
@@ -208,8 +243,7 @@ class DurableSubscription:
         secrets = EMPTY_SECRETS
         if event.run_id is not None:
             secrets = self._secrets.secrets_for(event.run_id)
-        text = "".join(traceback.format_exception_only(error)).strip()
-        return mask_text(text[:2000], secrets)
+        return masked_error(error, secrets)
 
     # -- stopping --------------------------------------------------------------------------
 

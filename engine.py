@@ -15,57 +15,35 @@ Ports are used as given; only ``compose`` chooses concrete adapters.
 
 from __future__ import annotations
 
-import inspect
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import cattrs
-from returns.result import Failure
 
 from reactive_entities.delivery import Delivery
-from reactive_entities.derivers import Deriver, Derivers, PayloadMapper
+from reactive_entities.derivers import Derivers
 from reactive_entities.domain import temporal
-from reactive_entities.domain.actor import SYSTEM_ACTOR, Actor
-from reactive_entities.domain.declarations import NonReactiveDeclaration, declaration_problem
-from reactive_entities.domain.errors import (
-    DefinitionError,
-    EngineClosedError,
-    InvalidArgumentError,
-    InvalidReadError,
-    ReactiveEntitiesError,
-    StateValidationError,
-    StoreError,
-    UnknownFieldError,
-    UnknownKindError,
-)
+from reactive_entities.domain.actor import Actor
 from reactive_entities.domain.events import ChangeEvent, TransitionRecord
 from reactive_entities.domain.json import Document, JSONValue
 from reactive_entities.domain.position import Position
-from reactive_entities.domain.schema import Schema, build_schema
+from reactive_entities.domain.schema import Schema
 from reactive_entities.domain.secret_set import EMPTY_SECRETS, SecretSet
 from reactive_entities.domain.subscriptions import Broadcast, InProcess, WorkQueue
-from reactive_entities.domain.validation import (
-    aware_datetime_problem,
-    callable_problem,
-    has_lone_surrogate,
-    id_problem,
-    kind_problem,
-    limit_problem,
-    window_problem,
-)
-from reactive_entities.domain.writes import validate_state
 from reactive_entities.durable import DEFAULT_POLL_INTERVAL, DurableSubscription
+from reactive_entities.engine_core import EngineCore, require_feed
 from reactive_entities.ids import new_change_id
+from reactive_entities.kind_core import KindCore
 from reactive_entities.ports.emitter import Emitter, Subscription, SubscriptionHub
 from reactive_entities.ports.feed import ChangeFeed, ConsumerStatus, DeadLetter
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
 from reactive_entities.run_secrets import EngineSecrets, UnknownRunPolicy
+from reactive_entities.shell_checks import check_id, checked_run_id, store_errors
 from reactive_entities.transaction import HeldLocks, Transaction
 
 __all__ = ["Engine", "EntityHandle", "write_through", "remove_through"]
@@ -74,43 +52,15 @@ S = TypeVar("S")
 T = TypeVar("T")
 Read = Callable[..., Mapping[str, Any]]
 
-_LOGGER = logging.getLogger("reactive_entities")
 
-
-class EntityHandle(Generic[S]):
+class EntityHandle(KindCore[S]):
     """Reads, writes and temporal questions for one kind. Get one from
     :meth:`Engine.define_entity` or :meth:`Engine.handle`."""
 
     def __init__(self, engine: Engine, schema: Schema, read: Read) -> None:
+        super().__init__(engine, schema, read)
         self._engine = engine
-        self._schema = schema
-        self._read = read
-        self._read_takes_connection = _takes_connection(read)
         self._store = engine.store
-        self._kind = schema.kind
-
-    @property
-    def kind(self) -> str:
-        """The kind's name."""
-        return self._kind
-
-    @property
-    def state_class(self) -> type[S]:
-        """The attrs class of this kind's states."""
-        return self._schema.state_class
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        """The state's field names, in class order."""
-        return self._schema.fields
-
-    @property
-    def sensitive(self) -> frozenset[str]:
-        """Fields always masked whole."""
-        return self._schema.sensitive
-
-    def __repr__(self) -> str:
-        return f"<EntityHandle {self._kind} ({self._schema.state_class.__name__})>"
 
     # -- writes --------------------------------------------------------------------------
 
@@ -155,18 +105,11 @@ class EntityHandle(Generic[S]):
         """Check the arguments, then run the pipeline in ``tx`` or in a transaction of
         its own (see :mod:`reactive_entities.transaction`)."""
         engine = self._engine
-        _check_id(entity_id)
-        if not callable(apply):
-            raise InvalidArgumentError(f"apply {callable_problem(apply)} ({self._ref(entity_id)})")
-        actor = _checked_actor(actor)
+        actor = self._check_write(entity_id, apply, actor)
         secrets = _run_secrets(engine.secrets, run_id)
         engine._check_open()
         if tx is not None:
-            if getattr(tx, "_engine", None) is not engine:
-                raise InvalidArgumentError(
-                    f"tx must be a transaction of this engine (got {type(tx).__name__}; "
-                    f"{self._ref(entity_id)})"
-                )
+            self._check_tx(tx, entity_id)
             return tx._write(self, entity_id, apply, actor, run_id, secrets, removing=removing)
         own = engine._begin(None)
         try:
@@ -181,29 +124,14 @@ class EntityHandle(Generic[S]):
 
     def get(self, entity_id: str) -> S | None:
         """The entity's current state through the plugin's ``read``, or None if absent."""
-        _check_id(entity_id)
+        check_id(entity_id)
         self._engine._check_open()
         return self._current(entity_id, EMPTY_SECRETS, outside=True)[0]  # type: ignore[no-any-return]
 
     def get_many(self, entity_ids: Iterable[str]) -> dict[str, S]:
         """The current states of the ids that exist (absent ids are left out)."""
-        if isinstance(entity_ids, str | bytes):
-            raise InvalidArgumentError(
-                f'get_many of kind "{self._kind}" takes an iterable of ids, not a single str'
-            )
-        given = list(entity_ids)
-        for entity_id in given:
-            _check_id(entity_id)
-        ids = list(dict.fromkeys(given))
-        self._engine._check_open()
-        found = self._read_outside(ids)
-        states: dict[str, S] = {}
-        for entity_id in ids:
-            if entity_id in found:
-                states[entity_id] = self._validated(
-                    found[entity_id], entity_id, EMPTY_SECRETS, "read"
-                )[0]
-        return states
+        ids = self._ids_of(entity_ids)
+        return self._states_of(self._read_outside(ids), ids, EMPTY_SECRETS)
 
     def in_state_since(self, entity_id: str, field: str) -> datetime | None:
         """Since when the field has held its current value (SPEC §8)."""
@@ -223,20 +151,14 @@ class EntityHandle(Generic[S]):
 
     def transition_count(self, entity_id: str, field: str, *, window: timedelta) -> int:
         """Rows of the field within the last ``window`` (inclusive), by the store's clock."""
-        self._check_query(entity_id, field)
-        problem = window_problem(window)
-        if problem is not None:
-            raise InvalidArgumentError(f"window {problem} ({self._ref(entity_id)}.{field})")
+        self._check_window(entity_id, field, window)
         return self._query(
             lambda: self._store.count_transitions(self._kind, entity_id, field, window)
         )
 
     def value_at(self, entity_id: str, field: str, at: datetime) -> JSONValue:
         """The field's recorded value at ``at``; None if there is none or it was removed."""
-        self._check_query(entity_id, field)
-        problem = aware_datetime_problem(at)
-        if problem is not None:
-            raise InvalidArgumentError(f"at {problem} ({self._ref(entity_id)}.{field})")
+        self._check_at(entity_id, field, at)
         store = self._store
         change = self._query(lambda: store.latest_change(self._kind, entity_id, at=at))
         if change is None or change.op == "remove":
@@ -253,16 +175,7 @@ class EntityHandle(Generic[S]):
         limit: int | None = None,
     ) -> tuple[TransitionRecord, ...]:
         """Transition rows oldest first; ``limit`` keeps the newest N (SPEC §8)."""
-        _check_id(entity_id)
-        if field is not None:
-            self._check_field(field)
-        for name, problem in (
-            ("since", None if since is None else aware_datetime_problem(since)),
-            ("limit", None if limit is None else limit_problem(limit)),
-        ):
-            if problem is not None:
-                raise InvalidArgumentError(f"{name} {problem} ({self._ref(entity_id)})")
-        self._engine._check_open()
+        self._check_log_query(entity_id, field, since, limit)
         rows = self._query(
             lambda: self._store.transitions(self._kind, entity_id, field, since, limit)
         )
@@ -273,46 +186,17 @@ class EntityHandle(Generic[S]):
     ) -> tuple[ChangeEvent, ...]:
         """The entity's recorded changes (masked), oldest first, each with its
         ``position``; ``since`` inclusive; ``limit`` keeps the newest N (SPEC §15.5)."""
-        _check_id(entity_id)
-        for name, problem in (
-            ("since", None if since is None else aware_datetime_problem(since)),
-            ("limit", None if limit is None else limit_problem(limit)),
-        ):
-            if problem is not None:
-                raise InvalidArgumentError(f"{name} {problem} ({self._ref(entity_id)})")
-        self._engine._check_open()
-        feed = self._engine._require_feed("changes")
+        self._check_log_query(entity_id, None, since, limit)
+        feed = require_feed(self._engine.feed, "changes")
         return self._query(
             lambda: tuple(feed.entity_changes(self._kind, entity_id, since=since, limit=limit))
         )
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _ref(self, entity_id: str) -> str:
-        return f"{self._kind}:{entity_id}"
-
-    def _check_field(self, field: str) -> None:
-        if field not in self._schema.field_set:
-            raise UnknownFieldError(
-                f'"{field}" is not a field of kind "{self._kind}" '
-                f"(fields: {', '.join(self._schema.fields)})"
-            )
-
-    def _check_query(self, entity_id: str, field: str) -> None:
-        _check_id(entity_id)
-        self._check_field(field)
-        self._engine._check_open()
-
     def _read_mapping(self, ids: Sequence[str], connection: Any) -> Mapping[str, Any]:
         found = self._read(ids, connection) if self._read_takes_connection else self._read(ids)
-        if type(found) is not dict and not isinstance(found, Mapping):
-            raise StateValidationError(
-                self._kind,
-                ids[0] if len(ids) == 1 else None,
-                {"$": f"read must return a mapping of id to state (got {type(found).__name__})"},
-                "value returned by read",
-            )
-        return found
+        return self._checked_mapping(found, ids)
 
     def _read_outside(self, ids: Sequence[str]) -> Mapping[str, Any]:
         """``read`` outside any write: with a connection of the store's for a ``read``
@@ -329,24 +213,13 @@ class EntityHandle(Generic[S]):
         ``outside`` means no write is running (the store lends a connection)."""
         ids = [entity_id]
         found = self._read_outside(ids) if outside else self._read_mapping(ids, connection)
-        value = found.get(entity_id)
-        if value is None:
-            return None, None
-        return self._validated(value, entity_id, secrets, "read")
-
-    def _validated(
-        self, value: object, entity_id: str, secrets: SecretSet, source: str
-    ) -> tuple[Any, Document]:
-        checked = validate_state(self._schema, entity_id, value, secrets, source)
-        if isinstance(checked, Failure):
-            raise checked.failure()
-        return checked.unwrap()
+        return self._state_of(found, entity_id, secrets)
 
     def _query(self, run: Callable[[], T]) -> T:
-        return _queried(run, f'store query failed for kind "{self._kind}"')
+        return _queried(run, self._query_failure)
 
 
-class Engine:
+class Engine(EngineCore[EntityHandle[Any]]):
     """Kinds, their handles, subscriptions and secrets, wired to one set of adapters.
 
     Build one with :func:`reactive_entities.compose.in_memory` or
@@ -369,21 +242,19 @@ class Engine:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         unknown_run: UnknownRunPolicy = "warn",
     ) -> None:
+        super().__init__(
+            converter=converter,
+            logger=logger,
+            derivers=lambda log: Derivers(secrets, log),
+            new_change_id=new_change_id,
+        )
         self.store = store
         self.emitter = emitter
-        self.converter = converter
-        self.logger = logger if logger is not None else _LOGGER
         self.secrets = EngineSecrets(
             secrets, unknown_run=unknown_run, logger=self.logger, is_closed=lambda: self._closed
         )
         self._subscriptions = subscriptions
-        self._new_change_id = new_change_id
         self._on_close = tuple(on_close)
-        self._handles: dict[str, EntityHandle[Any]] = {}
-        self._define_lock = threading.Lock()
-        self._derivers = Derivers(secrets, self.logger)
-        self._declarations: tuple[NonReactiveDeclaration, ...] = ()
-        self._closed = False
         self._held = HeldLocks()
         self._delivery = Delivery(emitter.emit, self.logger)
         self.feed = feed
@@ -403,36 +274,9 @@ class Engine:
     ) -> EntityHandle[S]:
         """Register a kind and return its handle (SPEC §1). Nothing is registered when
         a check fails."""
-        self._check_open()
-        problem = kind_problem(kind)
-        if problem is not None:
-            raise DefinitionError(f"kind {kind!r:.80} {problem}")
-        with self._define_lock:
-            if kind in self._handles:
-                raise DefinitionError(f'duplicate kind "{kind}": it is already defined')
-            problem = callable_problem(read)
-            if problem is not None:
-                raise InvalidReadError(f'read of kind "{kind}" {problem}')
-            schema = build_schema(kind, state, sensitive, self.converter)
-            if isinstance(schema, Failure):
-                raise schema.failure()
-            handle: EntityHandle[S] = EntityHandle(self, schema.unwrap(), read)
-            self._handles[kind] = handle
-        return handle
-
-    def kinds(self) -> tuple[str, ...]:
-        """Defined kinds, in definition order."""
-        self._check_open()
-        return tuple(self._handles)
-
-    def handle(self, kind: str) -> EntityHandle[Any]:
-        """The handle of a defined kind."""
-        self._check_open()
-        try:
-            return self._handles[kind]
-        except (KeyError, TypeError):
-            known = ", ".join(self._handles) or "none"
-            raise UnknownKindError(f'unknown kind "{kind}" (defined: {known})') from None
+        return self._define(
+            kind, state, read, sensitive, lambda schema: EntityHandle(self, schema, read)
+        )
 
     # -- transactions --------------------------------------------------------------------
 
@@ -449,12 +293,8 @@ class Engine:
         return self._begin(connection)
 
     def _begin(self, connection: Any) -> Transaction:
-        try:
+        with store_errors("could not begin a transaction"):
             store_tx = self.store.begin(connection)
-        except ReactiveEntitiesError:
-            raise
-        except Exception as error:
-            raise StoreError("could not begin a transaction") from error
         return Transaction(self, store_tx)
 
     # -- subscriptions -------------------------------------------------------------------
@@ -475,35 +315,16 @@ class Engine:
         in one member of a group (:class:`WorkQueue`). A handler that raises is logged,
         masked, and does not affect others (a work queue retries it).
         """
-        self._check_open()
-        problem = callable_problem(handler)
-        if problem is not None:
-            raise InvalidArgumentError(f"handler {problem}")
-        wanted: frozenset[str] | None = None
-        if fields is not None:
-            wanted = frozenset((fields,) if isinstance(fields, str) else fields)
-            if not wanted:
-                raise InvalidArgumentError("fields must not be empty (None means every field)")
-        if kind is not None:
-            handle = self.handle(kind)
-            for field in sorted(wanted or ()):
-                handle._check_field(field)
-        elif wanted is not None:
-            _check_fields_of_some_kind(wanted, tuple(self._handles.values()))
-        if delivery is None or isinstance(delivery, InProcess):
+        wanted, mode = self._subscription(handler, kind, fields, delivery)
+        if isinstance(mode, InProcess):
             return self._subscriptions.subscribe(handler, kind=kind, fields=wanted)
-        if not isinstance(delivery, Broadcast | WorkQueue):
-            raise InvalidArgumentError(
-                "delivery must be InProcess(), Broadcast(…) or WorkQueue(…) "
-                f"(got {type(delivery).__name__})"
-            )
-        feed = self._require_feed(type(delivery).__name__)
+        feed = require_feed(self.feed, type(mode).__name__)
         durable = DurableSubscription(
             feed,
             handler,
             kind=kind,
             fields=wanted,
-            mode=delivery,
+            mode=mode,
             secrets=self.secrets,
             logger=self.logger,
             poll_interval=self._poll_interval,
@@ -520,88 +341,41 @@ class Engine:
         """Changes from the feed strictly after ``after`` (a position or its ``str``;
         from the start when None), in feed order, each with its ``position``; at most
         ``limit`` (SPEC §15.2)."""
-        self._check_open()
-        start = _position(after)
-        if kind is not None:
-            self.handle(kind)
-        problem = limit_problem(limit)
-        if problem is not None or limit == 0:
-            raise InvalidArgumentError(f"limit {problem or 'must be positive'} (got {limit!r:.40})")
-        feed = self._require_feed("changes")
+        start = self._changes_from(after, kind, limit)
+        feed = require_feed(self.feed, "changes")
         return _queried(lambda: tuple(feed.changes(start, kind=kind, limit=limit)))
 
     def consumers(self) -> tuple[ConsumerStatus, ...]:
         """Every named broadcast consumer and work-queue group: position, lag, claims
         in flight, dead letters."""
         self._check_open()
-        feed = self._require_feed("consumers")
+        feed = require_feed(self.feed, "consumers")
         return _queried(lambda: tuple(feed.consumers()))
 
     def dead_letters(self, group: str) -> tuple[DeadLetter, ...]:
-        """The work-queue group's dead letters, oldest first."""
+        """The group's dead letters, oldest first."""
         self._check_open()
         WorkQueue(group=group)  # validates the name
-        feed = self._require_feed("dead_letters")
+        feed = require_feed(self.feed, "dead_letters")
         return _queried(lambda: tuple(feed.dead_letters(group)))
 
     def retry_dead_letters(self, group: str) -> int:
         """Deliver the group's dead letters again (attempts reset); how many."""
         self._check_open()
         WorkQueue(group=group)
-        feed = self._require_feed("retry_dead_letters")
+        feed = require_feed(self.feed, "retry_dead_letters")
         count = _queried(lambda: feed.retry_dead_letters(group))
         for durable in list(self._durable):
             durable.wake()
         return count
 
-    def _require_feed(self, what: str) -> ChangeFeed:
-        if self.feed is None:
-            raise InvalidArgumentError(
-                f"{what} needs a change feed, and this engine's store has none"
-            )
-        return self.feed
-
     # -- derivers ------------------------------------------------------------------------
-
-    def register_deriver(
-        self, kind: str, derive: Deriver, to_payload: PayloadMapper | None = None
-    ) -> None:
-        """Register a function deriving related entity ids from ``kind``'s events, and
-        optionally the kind's payload mapper (SPEC §10)."""
-        self._check_open()
-        self._derivers.register(kind, derive, to_payload)
 
     def derive(self, event: ChangeEvent) -> tuple[str, ...]:
         """Ids derived from ``event`` by its kind's derivers: de-duplicated, non-empty
         strings, in first-seen order. A deriver that raises is logged and skipped."""
         self._check_open()
         return self._derivers.derive(event)
-
-    def payload(self, event: ChangeEvent) -> dict[str, Any] | None:
-        """The kind's payload mapper applied to ``event``, or None without one."""
-        self._check_open()
-        return self._derivers.payload(event)
-
-    # -- declarations --------------------------------------------------------------------
-
-    def declare_non_reactive_state(
-        self, *, table: str, reason: str, note: str | None = None
-    ) -> NonReactiveDeclaration:
-        """Record that ``table`` is deliberately not reactive, and why (SPEC §10)."""
-        self._check_open()
-        problem = declaration_problem(table, reason, note)
-        if problem is not None:
-            raise InvalidArgumentError(f"non-reactive declaration: {problem}")
-        declaration = NonReactiveDeclaration(table, reason, note)  # type: ignore[arg-type]
-        with self._define_lock:
-            if declaration not in self._declarations:
-                self._declarations = (*self._declarations, declaration)
-        return declaration
-
-    def non_reactive_declarations(self) -> tuple[NonReactiveDeclaration, ...]:
-        """Every declaration, in declaration order."""
-        self._check_open()
-        return self._declarations
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -627,11 +401,6 @@ class Engine:
         for release in self._on_close:
             release()
 
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
-
     def __enter__(self) -> Engine:
         return self
 
@@ -642,10 +411,6 @@ class Engine:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            _raise_closed()
 
 
 def write_through(
@@ -678,94 +443,16 @@ def remove_through(
         handle.remove(entity_id, apply, actor=actor, run_id=run_id)
 
 
-def _position(after: object) -> Position | None:
-    if after is None or isinstance(after, Position):
-        return after
-    if isinstance(after, str):
-        try:
-            return Position.parse(after)
-        except ValueError as error:
-            raise InvalidArgumentError(f"after: {error}") from None
-    raise InvalidArgumentError(
-        f"after must be a position, its str, or None (got {type(after).__name__})"
-    )
-
-
 def _queried(run: Callable[[], T], failure: str = "the change feed could not be read") -> T:
     """``run()``, an adapter's own failure turned into ``StoreError(failure)``."""
-    try:
+    with store_errors(failure):
         return run()
-    except ReactiveEntitiesError:
-        raise
-    except Exception as error:
-        raise StoreError(failure) from error
-
-
-def _takes_connection(read: Callable[..., object]) -> bool:
-    """Whether ``read`` takes ``(ids, connection)`` rather than ``(ids)``: decided once,
-    at ``define_entity``."""
-    try:
-        signature = inspect.signature(read)
-    except (TypeError, ValueError):  # a builtin without a signature: the round-1 form
-        return False
-    positional = 0
-    for parameter in signature.parameters.values():
-        if parameter.kind is parameter.VAR_POSITIONAL:
-            return True
-        if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
-            positional += 1
-    return positional >= 2
-
-
-def _raise_closed() -> NoReturn:
-    raise EngineClosedError("the engine is closed")
-
-
-def _check_id(entity_id: object) -> None:
-    if (
-        type(entity_id) is str
-        and entity_id
-        and entity_id.isascii()  # non-ASCII ids may hold a lone surrogate: id_problem checks
-        and not entity_id.isspace()
-        and "\x00" not in entity_id
-    ):
-        return  # the fast path of every call
-    problem = id_problem(entity_id)
-    if problem is not None:
-        # A type problem already says what it got; others show the value.
-        got = "" if "(got " in problem else f" (got {entity_id!r:.60})"
-        raise InvalidArgumentError(f"entity id {problem}{got}")
-
-
-def _checked_actor(actor: object) -> Actor:
-    if actor is None:
-        return SYSTEM_ACTOR
-    if isinstance(actor, Actor):
-        return actor
-    raise InvalidArgumentError(f"actor must be an Actor or None (got {type(actor).__name__})")
 
 
 def _run_secrets(registry: SecretRegistry, run_id: object) -> SecretSet:
-    if run_id is None:
+    checked = checked_run_id(run_id)
+    if checked is None:
         return EMPTY_SECRETS
-    if not isinstance(run_id, str) or not run_id.strip():
-        raise InvalidArgumentError(f"run_id must be a non-empty str or None (got {run_id!r:.60})")
-    if has_lone_surrogate(run_id):
-        raise InvalidArgumentError(f"run_id must not contain a lone surrogate (got {run_id!r:.60})")
     if type(registry) is EngineSecrets:
-        return registry.for_write(run_id)  # applies the engine's unknown_run policy
-    return registry.secrets_for(run_id)
-
-
-def _check_fields_of_some_kind(
-    fields: frozenset[str], handles: Sequence[EntityHandle[Any]]
-) -> None:
-    """``subscribe(fields=...)`` without a kind: each name must be a field of some
-    defined kind, else the subscription could never fire (SPEC §16.7)."""
-    unknown = sorted(f for f in fields if not any(f in h._schema.field_set for h in handles))
-    if unknown:
-        kinds = ", ".join(h.kind for h in handles) or "none"
-        raise InvalidArgumentError(
-            f"fields {', '.join(map(repr, unknown))} are not fields of any defined kind "
-            f"(defined: {kinds}); define the kind first, or pass kind="
-        )
+        return registry.for_write(checked)  # applies the engine's unknown_run policy
+    return registry.secrets_for(checked)

@@ -23,8 +23,6 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from returns.result import Failure
-
 from reactive_entities.domain.actor import Actor
 from reactive_entities.domain.errors import (
     InvalidArgumentError,
@@ -33,8 +31,8 @@ from reactive_entities.domain.errors import (
 )
 from reactive_entities.domain.events import ChangeEvent
 from reactive_entities.domain.secret_set import SecretSet
-from reactive_entities.domain.writes import plan_write
 from reactive_entities.ports.store import StoreTransaction
+from reactive_entities.shell_checks import commit_failure, reentry_problem, store_errors
 
 if TYPE_CHECKING:
     from reactive_entities.engine import Engine, EntityHandle
@@ -113,8 +111,7 @@ class Transaction:
             result = apply()
         finally:
             self._writing = None
-        planned = plan_write(
-            handle._schema,
+        decision = handle._plan(
             entity_id,
             prev_doc,
             result,
@@ -122,46 +119,28 @@ class Transaction:
             actor=actor,
             run_id=run_id,
             secrets=secrets,
-            change_id=self._engine._new_change_id(),
         )
-        if isinstance(planned, Failure):
-            raise planned.failure()
-        decision = planned.unwrap()
         plan = decision.plan
         if plan is not None:
-            try:
+            with store_errors(f"could not record a change of {key[0]}:{key[1]}"):
                 stamp = self._store_tx.record(plan)
-            except ReactiveEntitiesError:
-                raise
-            except Exception as error:
-                raise StoreError(f"could not record a change of {key[0]}:{key[1]}") from error
             self._events.append(plan.event(stamp))
         return decision.state
 
     def _lock(self, key: _Key) -> None:
-        if key == self._writing:
-            raise InvalidArgumentError(
-                f"{key[0]}:{key[1]} is being written: a mutate or remove of it inside its "
-                "own apply would wait for itself"
-            )
         owners = self._engine._held.owners
         owner = owners.get(key)
-        if owner is not None and owner is not self:
-            raise InvalidArgumentError(
-                f"{key[0]}:{key[1]} is locked by "
-                + (
-                    "a write running in this thread (a mutate inside its own apply?)"
-                    if owner._writing == key
-                    else "an open transaction of this thread: pass tx= to write it there"
-                )
-                + "; waiting for it would never end"
-            )
-        try:
+        problem = reentry_problem(
+            key,
+            writing_here=key == self._writing,
+            held_elsewhere=owner is not None and owner is not self,
+            by_writer=owner is not None and owner._writing == key,
+            who="thread",
+        )
+        if problem is not None:
+            raise InvalidArgumentError(problem)
+        with store_errors(f"could not lock {key[0]}:{key[1]}"):
             self._store_tx.lock(*key)
-        except ReactiveEntitiesError:
-            raise
-        except Exception as error:
-            raise StoreError(f"could not lock {key[0]}:{key[1]}") from error
         if owner is None:
             owners[key] = self
             self._keys.append(key)
@@ -185,11 +164,7 @@ class Transaction:
             self._abandon()
             if isinstance(error, ReactiveEntitiesError) or not isinstance(error, Exception):
                 raise
-            first = f" (first: change {events[0].change_id} of {events[0].kind}:" if events else ""
-            raise StoreError(
-                f"could not commit {len(events)} change(s)"
-                + (f"{first}{events[0].entity_id})" if events else "")
-            ) from error
+            raise StoreError(commit_failure(events)) from error
         self._end("committed")
         delivery.drain(owned)
 

@@ -2,7 +2,7 @@
 
     python bench/run.py            # full run: warm-up, then 5 interleaved rounds
     python bench/run.py --quick    # smoke run for CI: tiny sizes, checks counts only
-    python bench/run.py --only feed   # one section (memory, postgres, queries, feed)
+    python bench/run.py --only feed   # one section (memory, postgres, queries, feed, aio)
 
 Baselines are measured in the same run as the library, rounds are interleaved so noise is
 shared, and every figure is a median with its min–max range. ``make bench`` runs this.
@@ -157,7 +157,7 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     if "memory" in report:
         lines += memory_markdown(report["memory"])
-    for extra in ("postgres", "queries", "feed"):
+    for extra in ("postgres", "queries", "feed", "aio"):
         if extra in report:
             lines += ["", report[extra].get("markdown", "")]
     return "\n".join(lines) + "\n"
@@ -171,12 +171,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one round, checks only")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument(
-        "--only", choices=["memory", "postgres", "queries", "feed"], action="append"
+        "--only", choices=["memory", "postgres", "queries", "feed", "aio"], action="append"
     )
     parser.add_argument("--dsn", help="use this PostgreSQL instead of starting one")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    only = set(args.only or ["memory", "postgres", "queries", "feed"])
+    only = set(args.only or ["memory", "postgres", "queries", "feed", "aio"])
     started = time.time()
     report: dict[str, Any] = {
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         print("in-memory scenarios", flush=True)
         report["memory"] = memory_section(args.quick, args.rounds)
         problems += check_memory_counts(report["memory"])
-    if only & {"postgres", "queries", "feed"}:
+    if only & {"postgres", "queries", "feed", "aio"}:
         import postgres_bench
 
         # One server (or --dsn) for every PostgreSQL section.
@@ -206,6 +206,13 @@ def main(argv: list[str] | None = None) -> int:
                 feed = feed_bench.run(args.quick, args.rounds, url)
                 report.update(feed["report"])
                 problems += feed["problems"]
+            if "aio" in only:
+                import aio_bench
+
+                print("asyncio on PostgreSQL", flush=True)
+                async_pg = aio_bench.run(args.quick, args.rounds, url)
+                report.update(async_pg["report"])
+                problems += async_pg["problems"]
     report["seconds"] = time.time() - started
     args.out.mkdir(parents=True, exist_ok=True)
     name = "quick" if args.quick else "full"

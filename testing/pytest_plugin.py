@@ -111,3 +111,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     arguments = {name: pyfuncitem.funcargs[name] for name in names}
     asyncio.run(asyncio.wait_for(function(**arguments), ASYNC_TEST_TIMEOUT))
     return True
+
+
+@pytest.fixture(params=["memory", pytest.param("postgres", marks=pytest.mark.postgres)])
+def aio_backend(request: pytest.FixtureRequest) -> tuple[str, str | None, str | None]:
+    """``(backend, dsn, schema)`` for :func:`reactive_entities.testing.aio_world.open_world`:
+    each asyncio engine test runs on the in-memory store and on PostgreSQL."""
+    if request.param == "memory":
+        return ("memory", None, None)
+    return ("postgres", request.getfixturevalue("pg_dsn"), request.getfixturevalue("pg_schema"))

@@ -365,7 +365,7 @@ def test_unknown_run_warns_once_per_run_id_by_default(
 def test_unknown_run_error_refuses_before_apply(engine: Engine) -> None:
     """Item 10: ``unknown_run="error"`` raises ``InvalidArgumentError`` before ``apply``."""
     handle, storage = _orders(engine)
-    engine.secrets._policy = "error"  # as compose.…(unknown_run="error") sets it
+    engine.secrets._runs.policy = "error"  # as compose.…(unknown_run="error") sets it
     called: list[int] = []
     with pytest.raises(InvalidArgumentError, match="typo-run"):
         handle.mutate("o-1", _recording(called), run_id="typo-run")

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 
 from reactive_entities.domain.events import ChangeEvent
+from reactive_entities.event_filter import wants
 from reactive_entities.masked_logging import log_failure
 from reactive_entities.ports.emitter import Emitter
 from reactive_entities.ports.secret_registry import SecretRegistry
 
-__all__ = ["Handler", "Subscription", "InProcessEmitter", "FanOutEmitter"]
+__all__ = [
+    "Handler",
+    "Subscription",
+    "Subscriptions",
+    "InProcessEmitter",
+    "FanOutEmitter",
+]
 
 Handler = Callable[[ChangeEvent], object]
 
@@ -31,7 +38,7 @@ class Subscription:
 
     def __init__(
         self,
-        hub: InProcessEmitter,
+        hub: Subscriptions,
         handler: Handler,
         kind: str | None,
         fields: frozenset[str] | None,
@@ -66,16 +73,14 @@ class Subscription:
         return f"<Subscription kind={self.kind!r} fields={self.fields!r} {state}>"
 
 
-class InProcessEmitter(Emitter):
-    """Delivers each event to the matching subscribers of this process, in order.
+class Subscriptions:
+    """This process's subscriptions, in subscription order: what the blocking and the
+    asyncio in-process emitters deliver to.
 
     Subscribing or cancelling during delivery is safe: delivery iterates a snapshot.
     """
 
-    def __init__(
-        self, *, secrets: SecretRegistry | None = None, logger: logging.Logger | None = None
-    ) -> None:
-        self._secrets = secrets
+    def __init__(self, logger: logging.Logger | None = None) -> None:
         self._logger = logger or _LOGGER
         self._lock = threading.Lock()
         # Copy-on-write, in subscription order: delivery reads it without the lock.
@@ -105,17 +110,26 @@ class InProcessEmitter(Emitter):
         """Every active subscription, in subscription order."""
         return self._subscriptions
 
+    def matching(self, event: ChangeEvent) -> Iterator[Subscription]:
+        """The subscriptions that want ``event``, in subscription order; lazily, so one
+        cancelled by an earlier handler of the same event is skipped."""
+        for subscription in self._subscriptions:
+            if subscription.active and wants(subscription.kind, subscription.fields, event):
+                yield subscription
+
+
+class InProcessEmitter(Subscriptions, Emitter):
+    """Delivers each event to the matching subscribers of this process, in order."""
+
+    def __init__(
+        self, *, secrets: SecretRegistry | None = None, logger: logging.Logger | None = None
+    ) -> None:
+        super().__init__(logger)
+        self._secrets = secrets
+
     def emit(self, event: ChangeEvent) -> None:
         """Deliver ``event`` to every matching subscriber, in subscription order."""
-        kind = event.kind
-        for subscription in self._subscriptions:
-            fields = subscription.fields
-            if (
-                not subscription.active
-                or (subscription.kind is not None and subscription.kind != kind)
-                or (fields is not None and fields.isdisjoint(event.changed_fields))
-            ):
-                continue
+        for subscription in self.matching(event):
             try:
                 subscription.handler(event)
             except Exception as error:

@@ -38,7 +38,13 @@ from reactive_entities.domain.validation import limit_problem
 from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.store import EntityStore, StoreTransaction
 
-__all__ = ["InMemoryEntityStore", "MemoryTransaction", "DEFAULT_LOCK_TIMEOUT"]
+__all__ = [
+    "InMemoryEntityStore",
+    "MemoryTransaction",
+    "DEFAULT_LOCK_TIMEOUT",
+    "lock_timed_out",
+    "refuse_connection",
+]
 
 #: How long ``lock`` waits for an entity held by another transaction.
 DEFAULT_LOCK_TIMEOUT = timedelta(seconds=30)
@@ -99,11 +105,7 @@ class InMemoryEntityStore(EntityStore):
 
     def begin(self, connection: Any = None) -> MemoryTransaction:
         """A write transaction (``connection`` must be None: there is no database)."""
-        if connection is not None:
-            raise InvalidArgumentError(
-                "the in-memory store has no connections: begin a transaction without one "
-                f"(got {type(connection).__name__})"
-            )
+        refuse_connection(connection)
         return MemoryTransaction(self)
 
     def reader(self) -> AbstractContextManager[None]:
@@ -234,6 +236,20 @@ class InMemoryEntityStore(EntityStore):
         )
 
 
+def lock_timed_out(seconds: float, kind: str, entity_id: str) -> StoreError:
+    """The error of a lock wait that passed the store's ``lock_timeout``."""
+    return StoreError(f"timed out after {seconds:g} s waiting for the lock of {kind}:{entity_id}")
+
+
+def refuse_connection(connection: object) -> None:
+    """``begin(connection)``: the in-memory stores have none to join."""
+    if connection is not None:
+        raise InvalidArgumentError(
+            "the in-memory store has no connections: begin a transaction without one "
+            f"(got {type(connection).__name__})"
+        )
+
+
 def _record(kind: str, entity_id: str, row: _Row) -> TransitionRecord:
     stamp, field, from_value, to_value, masked, change_id = row
     if type(from_value) in _CONTAINERS:
@@ -270,10 +286,7 @@ class MemoryTransaction(StoreTransaction):
         store = self._store
         lock = store._entity_lock(key)
         if not lock.acquire(timeout=store._lock_timeout):
-            raise StoreError(
-                f"timed out after {store._lock_timeout:g} s waiting for the lock of "
-                f"{kind}:{entity_id}"
-            )
+            raise lock_timed_out(store._lock_timeout, kind, entity_id)
         try:
             stamp = store._stamp(key)
         except BaseException:

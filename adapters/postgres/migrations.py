@@ -26,6 +26,7 @@ import attrs
 from psycopg import Connection, sql
 from psycopg.rows import TupleRow
 
+from reactive_entities.adapters.postgres.dialogue import Dialogue, Statement, Steps, run
 from reactive_entities.domain.errors import SchemaVersionError
 
 __all__ = [
@@ -35,6 +36,13 @@ __all__ = [
     "schema_version",
     "check_version",
     "migrate",
+    "schema_version_steps",
+    "check_version_steps",
+    "migrate_steps",
+    "upgrade_steps",
+    "version_dialogue",
+    "check_dialogue",
+    "upgrade_dialogue",
 ]
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -84,20 +92,20 @@ def _migration_lock_key(schema: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
-def schema_version(conn: Connection[TupleRow], schema: str) -> int:
-    """The newest version recorded in the schema's ``schema_migrations`` (0 if none)."""
-    exists = conn.execute(
+def schema_version_steps(schema: str) -> Steps[int]:
+    """Steps reading the newest version recorded in the schema (0 if none)."""
+    exists = yield Statement(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_tables"
         " WHERE schemaname = %s AND tablename = 'schema_migrations')",
         [schema],
-    ).fetchone()
-    if exists is None or not exists[0]:
+    )
+    if not exists or not exists[0][0]:
         return 0
     query = sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_migrations").format(
         sql.Identifier(schema)
     )
-    row = conn.execute(query).fetchone()
-    return 0 if row is None else int(row[0])
+    rows = yield Statement(query)
+    return 0 if not rows else int(rows[0][0])
 
 
 def _too_new(schema: str, version: int) -> SchemaVersionError:
@@ -107,10 +115,10 @@ def _too_new(schema: str, version: int) -> SchemaVersionError:
     )
 
 
-def check_version(conn: Connection[TupleRow], schema: str) -> int:
-    """The schema's version, which must be exactly the code's; else SchemaVersionError
-    saying how to fix it."""
-    version = schema_version(conn, schema)
+def check_version_steps(schema: str) -> Steps[int]:
+    """Steps reading the schema's version, which must be exactly the code's; else
+    SchemaVersionError saying how to fix it."""
+    version = yield from schema_version_steps(schema)
     latest = latest_version()
     if version > latest:
         raise _too_new(schema, version)
@@ -124,33 +132,71 @@ def check_version(conn: Connection[TupleRow], schema: str) -> int:
     return version
 
 
+def migrate_steps(schema: str) -> Steps[tuple[int, ...]]:
+    """Steps applying the missing migrations to ``schema`` (creating it); they return
+    the versions applied. They must run inside one transaction."""
+    ident = sql.Identifier(schema)
+    yield Statement("SELECT pg_advisory_xact_lock(%s)", [_migration_lock_key(schema)])
+    present = yield Statement(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s)", [schema]
+    )
+    if not present or not present[0][0]:
+        yield Statement(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+    yield Statement(sql.SQL("SET LOCAL search_path TO {}").format(ident))
+    yield Statement(_CREATE_MIGRATIONS_TABLE)
+    applied = {row[0] for row in (yield Statement("SELECT version FROM schema_migrations"))}
+    newest = max(applied, default=0)
+    if newest > latest_version():
+        raise _too_new(schema, newest)
+    done: list[int] = []
+    for migration in available_migrations():
+        if migration.version in applied:
+            continue
+        yield Statement(migration.sql)
+        yield Statement(
+            "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+            [migration.version, migration.name],
+        )
+        done.append(migration.version)
+    return tuple(done)
+
+
+def upgrade_steps(schema: str) -> Steps[tuple[int, ...]]:
+    """:func:`migrate_steps` unless the schema is up to date already (a cheap check that
+    takes no lock), for a store's ``migrate``; they must run inside one transaction."""
+    if (yield from schema_version_steps(schema)) == latest_version():
+        return ()
+    return (yield from migrate_steps(schema))
+
+
+def version_dialogue(schema: str) -> Dialogue[int]:
+    """A store's ``schema_version``."""
+    return Dialogue(f'read the version of schema "{schema}"', lambda: schema_version_steps(schema))
+
+
+def check_dialogue(schema: str) -> Dialogue[int]:
+    """A store's ``check_schema``."""
+    return Dialogue(f'check schema "{schema}"', lambda: check_version_steps(schema))
+
+
+def upgrade_dialogue(schema: str) -> Dialogue[tuple[int, ...]]:
+    """A store's ``migrate``: one transaction under the schema's migration lock."""
+    return Dialogue(f'migrate schema "{schema}"', lambda: upgrade_steps(schema), transaction=True)
+
+
+def schema_version(conn: Connection[TupleRow], schema: str) -> int:
+    """The newest version recorded in the schema's ``schema_migrations`` (0 if none)."""
+    return run(conn, schema_version_steps(schema))
+
+
+def check_version(conn: Connection[TupleRow], schema: str) -> int:
+    """The schema's version, which must be exactly the code's; else SchemaVersionError
+    saying how to fix it."""
+    return run(conn, check_version_steps(schema))
+
+
 def migrate(conn: Connection[TupleRow], schema: str) -> tuple[int, ...]:
     """Apply the missing migrations to ``schema`` (creating it); returns the versions
     applied, empty when the schema was up to date. ``conn`` must be idle."""
-    ident = sql.Identifier(schema)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", [_migration_lock_key(schema)])
-        present = conn.execute(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s)", [schema]
-        ).fetchone()
-        if present is None or not present[0]:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
-        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(ident))
-        conn.execute(_CREATE_MIGRATIONS_TABLE)
-        applied: set[int] = {
-            row[0] for row in conn.execute("SELECT version FROM schema_migrations")
-        }
-        newest = max(applied, default=0)
-        if newest > latest_version():
-            raise _too_new(schema, newest)
-        done: list[int] = []
-        for migration in available_migrations():
-            if migration.version in applied:
-                continue
-            conn.execute(migration.sql)
-            conn.execute(
-                "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                [migration.version, migration.name],
-            )
-            done.append(migration.version)
-    return tuple(done)
+        return run(conn, migrate_steps(schema))

@@ -11,6 +11,9 @@ process has not seen yet: rows of ``run_secrets`` grow in commit order within a 
 process keeps, per run, the run's ``generation``, the highest id it saw and the
 ``SecretSet`` built from them; a new generation (the run was dropped and registered
 again) starts over. A run with no new secrets costs one round trip and no rebuild.
+
+:class:`RegistryOperations` holds the statements and the cache, as dialogues that the
+synchronous registry here and the asyncio one (``async_secret_registry.py``) run.
 """
 
 from __future__ import annotations
@@ -18,19 +21,22 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from hashlib import blake2b
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from reactive_entities.adapters.memory.secret_registry import checked_secret_values
+from reactive_entities.adapters.postgres.dialogue import Dialogue, Statement, Steps, run
 from reactive_entities.domain.errors import InvalidArgumentError, StoreError
 from reactive_entities.domain.secret_set import EMPTY_SECRETS, Hidden, SecretSet, secret_values
 from reactive_entities.domain.validation import has_lone_surrogate
 from reactive_entities.ports.secret_registry import SecretRegistry
 
-__all__ = ["PostgresSecretRegistry"]
+__all__ = ["PostgresSecretRegistry", "RegistryOperations", "registry_failure"]
+
+T = TypeVar("T")
 
 
 class _Cached:
@@ -47,14 +53,17 @@ def _key(text: str) -> bytes:
     return blake2b(text.encode("utf-8"), digest_size=16).digest()
 
 
-class PostgresSecretRegistry(SecretRegistry):
-    """Run secrets in ``<schema>.secret_runs`` / ``<schema>.run_secrets``, through
-    ``pool`` (autocommit connections, as :func:`compose.postgres` opens them). The schema
-    must be migrated."""
+def registry_failure(dialogue: Dialogue[Any], error: psycopg.Error) -> StoreError:
+    """The error of a failed registry operation. The driver's message is left out: a
+    constraint's detail could quote a value."""
+    return StoreError(f"could not {dialogue.what}: {type(error).__name__}")
 
-    def __init__(self, pool: ConnectionPool, *, schema: str) -> None:
-        self._pool = pool
-        self._schema = schema
+
+class RegistryOperations:
+    """The registry's statements on one schema, and this process's cache of run
+    secrets (shared by the operations it builds, guarded for threads)."""
+
+    def __init__(self, schema: str) -> None:
         name = sql.Identifier(schema)
         self._upsert_run = sql.SQL(
             "INSERT INTO {}.secret_runs (run_key, run_id) VALUES (%s, %s) "
@@ -75,12 +84,8 @@ class PostgresSecretRegistry(SecretRegistry):
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
 
-    def __repr__(self) -> str:
-        return f"<PostgresSecretRegistry schema={self._schema!r}>"
-
-    def register(self, run_id: str, values: Iterable[str]) -> None:
-        """Add ``values`` to the run's secrets, for every process (``[]`` makes the run
-        known without secrets)."""
+    def register(self, run_id: str, values: Iterable[str]) -> Dialogue[None]:
+        """Add ``values`` to the run's secrets (checked now, written when run)."""
         values = Hidden(values)  # type: ignore[assignment]  # no secret in captured locals
         checked = checked_secret_values(run_id, values)  # type: ignore[arg-type]
         if any("\x00" in v or has_lone_surrogate(v) for v in checked) or has_lone_surrogate(run_id):
@@ -92,31 +97,34 @@ class PostgresSecretRegistry(SecretRegistry):
         # Plain str for the driver, kept behind a repr that hides them.
         rows = Hidden([(run_key, _key(v), str(v)) for v in checked])
 
-        def write(conn: psycopg.Connection[Any]) -> None:
-            with conn.transaction():
-                # A failing statement must not echo its parameters into the server log.
-                conn.execute("SET LOCAL log_parameter_max_length_on_error = 0")
-                conn.execute(self._upsert_run, (run_key, run_id))
-                if rows.value:
-                    with conn.cursor() as cursor:
-                        cursor.executemany(self._insert_secret, rows.value)  # type: ignore[arg-type]
+        def steps() -> Steps[None]:
+            # A failing statement must not echo its parameters into the server log.
+            yield Statement("SET LOCAL log_parameter_max_length_on_error = 0")
+            yield Statement(self._upsert_run, (run_key, run_id))
+            if rows.value:
+                yield Statement(self._insert_secret, rows.value, many=True)
 
-        self._run(f'register secrets for run "{run_id:.80}"', write)
+        what = f'register secrets for run "{run_id:.80}"'
+        return Dialogue(what, steps, transaction=True)
 
-    def secrets_for(self, run_id: str) -> SecretSet:
+    def secrets_for(self, run_id: str) -> Dialogue[SecretSet]:
         """The run's secrets as every process registered them (empty when unknown)."""
-        with self._lock:
-            cached = self._cache.get(run_id)
-        params = {
-            "key": _key(run_id),
-            "generation": cached.generation if cached else -1,
-            "seen": cached.seen if cached else 0,
-        }
 
-        def read(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
-            return conn.execute(self._lookup, params).fetchall()
+        def steps() -> Steps[SecretSet]:
+            with self._lock:
+                cached = self._cache.get(run_id)
+            params = {
+                "key": _key(run_id),
+                "generation": cached.generation if cached else -1,
+                "seen": cached.seen if cached else 0,
+            }
+            rows = yield Statement(self._lookup, params)
+            return self._absorb(run_id, cached, rows)
 
-        rows = self._run(f'look up secrets of run "{run_id:.80}"', read)
+        return Dialogue(f'look up secrets of run "{run_id:.80}"', steps)
+
+    def _absorb(self, run_id: str, cached: _Cached | None, rows: list[Any]) -> SecretSet:
+        """Fold the secrets a lookup returned into the cache; the run's secrets."""
         if not rows:
             with self._lock:
                 self._cache.pop(run_id, None)
@@ -136,31 +144,64 @@ class PostgresSecretRegistry(SecretRegistry):
             self._cache[run_id] = fresh
         return fresh.snapshot
 
+    def is_known(self, run_id: str) -> Dialogue[bool]:
+        """Whether some process registered the run and none has dropped it since."""
+
+        def steps() -> Steps[bool]:
+            return bool((yield Statement(self._exists, (_key(run_id),))))
+
+        return Dialogue(f'look up run "{run_id:.80}"', steps)
+
+    def drop(self, run_id: str) -> Dialogue[None]:
+        """Delete the run's secrets from the database, for every process."""
+
+        def steps() -> Steps[None]:
+            yield Statement(self._delete, (_key(run_id),))
+            with self._lock:
+                self._cache.pop(run_id, None)
+
+        return Dialogue(f'drop secrets of run "{run_id:.80}"', steps)
+
+
+class PostgresSecretRegistry(SecretRegistry):
+    """Run secrets in ``<schema>.secret_runs`` / ``<schema>.run_secrets``, through
+    ``pool`` (autocommit connections, as :func:`compose.postgres` opens them). The schema
+    must be migrated."""
+
+    def __init__(self, pool: ConnectionPool, *, schema: str) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._ops = RegistryOperations(schema)
+
+    def __repr__(self) -> str:
+        return f"<PostgresSecretRegistry schema={self._schema!r}>"
+
+    def register(self, run_id: str, values: Iterable[str]) -> None:
+        """Add ``values`` to the run's secrets, for every process (``[]`` makes the run
+        known without secrets)."""
+        self._run(self._ops.register(run_id, values))
+
+    def secrets_for(self, run_id: str) -> SecretSet:
+        """The run's secrets as every process registered them (empty when unknown)."""
+        return self._run(self._ops.secrets_for(run_id))
+
     def is_known(self, run_id: str) -> bool:
         """Whether some process registered the run (even with no values) and none has
         dropped it since."""
-
-        def exists(conn: psycopg.Connection[Any]) -> bool:
-            return conn.execute(self._exists, (_key(run_id),)).fetchone() is not None
-
-        return bool(self._run(f'look up run "{run_id:.80}"', exists))
+        return self._run(self._ops.is_known(run_id))
 
     def drop(self, run_id: str) -> None:
         """Delete the run's secrets from the database, for every process."""
+        self._run(self._ops.drop(run_id))
 
-        def delete(conn: psycopg.Connection[Any]) -> None:
-            conn.execute(self._delete, (_key(run_id),))
-
-        self._run(f'drop secrets of run "{run_id:.80}"', delete)
-        with self._lock:
-            self._cache.pop(run_id, None)
-
-    def _run(self, what: str, action: Any) -> Any:
-        failure: str | None = None
+    def _run(self, dialogue: Dialogue[T]) -> T:
+        failure: StoreError | None = None
         try:
             with self._pool.connection() as conn:
-                return action(conn)
+                if not dialogue.transaction:
+                    return run(conn, dialogue.steps())
+                with conn.transaction():
+                    return run(conn, dialogue.steps())
         except psycopg.Error as error:
-            # The driver's message is left out: a constraint's detail could quote a value.
-            failure = type(error).__name__
-        raise StoreError(f"could not {what}: {failure}")
+            failure = registry_failure(dialogue, error)
+        raise failure

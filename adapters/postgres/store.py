@@ -22,8 +22,7 @@ then interleave (the stamp is still read in the round trip that begins the trans
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -33,41 +32,37 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from reactive_entities.adapters.postgres import migrations
-from reactive_entities.adapters.postgres.codec import (
-    bool_array,
-    change_record,
-    encode_json,
-    text_array,
-    transition_record,
-    utc,
+from reactive_entities.adapters.postgres.connections import (
+    connect_failure,
+    open_pool,
+    probe,
 )
-from reactive_entities.adapters.postgres.connections import open_pool, probe
-from reactive_entities.adapters.postgres.dsn import scrubbed_error
-from reactive_entities.adapters.postgres.feed import channel_for
-from reactive_entities.adapters.postgres.keys import EntityKeys
+from reactive_entities.adapters.postgres.dialogue import Dialogue, failure_message, run
 from reactive_entities.adapters.postgres.local_locks import LocalLocks
-from reactive_entities.adapters.postgres.queries import Queries, schema_problem
+from reactive_entities.adapters.postgres.operations import (
+    checked_pool_size,
+    checked_schema,
+)
+from reactive_entities.adapters.postgres.store_base import (
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_SCHEMA,
+    StoreBase,
+)
 from reactive_entities.adapters.postgres.transaction import PostgresTransaction
-from reactive_entities.adapters.postgres.transaction import ref as _ref
-from reactive_entities.domain.errors import InvalidArgumentError, StoreError
-from reactive_entities.domain.events import ABSENT, ChangeRecord, Plan, TransitionRecord
-from reactive_entities.domain.validation import limit_problem
+from reactive_entities.domain.errors import StoreError
+from reactive_entities.domain.events import ChangeRecord, TransitionRecord
 from reactive_entities.ports.clock import Clock
 from reactive_entities.ports.store import EntityStore
 
 __all__ = ["PostgresEntityStore", "DEFAULT_SCHEMA", "DEFAULT_LOCK_TIMEOUT"]
 
-#: The schema the library's tables live in unless another is configured.
-DEFAULT_SCHEMA = "reactive_entities"
-#: How long a write waits for an entity another transaction holds (SPEC §14.6).
-DEFAULT_LOCK_TIMEOUT = timedelta(seconds=30)
 
 _Conn = psycopg.Connection[Any]
 T = TypeVar("T")
 _IDLE = TransactionStatus.IDLE
 
 
-class PostgresEntityStore(EntityStore):
+class PostgresEntityStore(StoreBase[ConnectionPool, LocalLocks], EntityStore):
     """An ``EntityStore`` in a PostgreSQL schema, shared by every process using it.
 
     Build one on a pool you own (``PostgresEntityStore(pool, schema=...)``; ``close``
@@ -76,34 +71,7 @@ class PostgresEntityStore(EntityStore):
     :func:`reactive_entities.compose.postgres` does all of this.
     """
 
-    def __init__(
-        self,
-        pool: ConnectionPool,
-        *,
-        schema: str = DEFAULT_SCHEMA,
-        clock: Clock | None = None,
-        locking: bool = True,
-        lock_timeout: timedelta = DEFAULT_LOCK_TIMEOUT,
-        owns_pool: bool = False,
-        dsn: str | None = None,
-    ) -> None:
-        problem = schema_problem(schema)
-        if problem is not None:
-            raise InvalidArgumentError(f"schema {problem} (got {schema!r:.80})")
-        self._pool = pool
-        self._schema = schema
-        self._clock = clock
-        self._locking = locking
-        self.lock_timeout = _checked_timeout(lock_timeout)
-        self._owns_pool = owns_pool
-        self._dsn = dsn
-        self._queries = Queries.for_schema(schema)
-        self._keys = EntityKeys(schema)
-        self._local = LocalLocks()
-        self._flipped: set[int] = set()  # connections we switched to autocommit
-        self._closed = False
-        # The last actor's JSON: most changes are made by one actor (often SYSTEM_ACTOR).
-        self._actor_json: tuple[object, str] = (None, "")
+    _new_local = LocalLocks
 
     @classmethod
     def connect(
@@ -122,11 +90,8 @@ class PostgresEntityStore(EntityStore):
         Connects once first, so an unreachable server fails at once with libpq's
         reason (``StoreError``) instead of after the pool's timeout.
         """
-        problem = schema_problem(schema)
-        if problem is not None:
-            raise InvalidArgumentError(f"schema {problem} (got {schema!r:.80})")
-        if type(pool_size) is not int or pool_size < 1:
-            raise InvalidArgumentError(f"pool_size must be a positive int (got {pool_size!r})")
+        checked_schema(schema)
+        checked_pool_size(pool_size)
         failure: StoreError | None = None
         try:
             probe(dsn, timeout=pool_timeout)
@@ -134,12 +99,8 @@ class PostgresEntityStore(EntityStore):
                 dsn, size=pool_size, timeout=pool_timeout, name=f"reactive-entities:{schema}"
             )
         except psycopg.Error as error:
-            # libpq may quote the DSN's password (an unparseable one): scrubbed, and
-            # raised outside this block so the raw error is not chained as the context.
-            cause = scrubbed_error(error, dsn)
-            failure = StoreError(f"could not connect to PostgreSQL: {_first_line(cause)}")
-            failure.__cause__ = cause
-        if failure is not None:
+            failure = connect_failure(error, dsn)
+        if failure is not None:  # raised here: the raw error must not be the context
             raise failure
         return cls(
             pool,
@@ -151,67 +112,22 @@ class PostgresEntityStore(EntityStore):
             dsn=dsn,
         )
 
-    @property
-    def schema(self) -> str:
-        """The schema holding the tables."""
-        return self._schema
-
-    @property
-    def channel(self) -> str:
-        """The NOTIFY channel a committing write signals (the feed LISTENs on it)."""
-        return channel_for(self._schema)
-
-    @property
-    def conninfo(self) -> str:
-        """How to open a connection of the store's own (the feed's LISTEN connection)."""
-        if self._dsn is not None:
-            return self._dsn
-        info = self._pool.conninfo
-        return info() if callable(info) else info
-
-    @property
-    def pool(self) -> ConnectionPool:
-        """The connection pool the store uses."""
-        return self._pool
-
-    @property
-    def locking(self) -> bool:
-        """Whether ``lock`` serializes writers (``locking=False`` makes it a no-op)."""
-        return self._locking
-
-    def __repr__(self) -> str:
-        return f"<PostgresEntityStore schema={self._schema!r} locking={self._locking}>"
-
     # -- schema --------------------------------------------------------------------------
 
     def migrate(self) -> tuple[int, ...]:
         """Apply missing migrations (idempotent, safe from many processes at once);
         returns the versions applied. Raises ``SchemaVersionError`` if the database is
         newer than this code."""
-        schema = self._schema
-
-        def run(conn: _Conn) -> tuple[int, ...]:
-            if migrations.schema_version(conn, schema) == migrations.latest_version():
-                return ()
-            return migrations.migrate(conn, schema)
-
-        return self._with_connection(f'migrate schema "{schema}"', run)
+        return self._run(migrations.upgrade_dialogue(self._schema))
 
     def check_schema(self) -> int:
         """The schema's version; ``SchemaVersionError`` (saying how to fix it) unless it
         is exactly the version this code needs."""
-        schema = self._schema
-        return self._with_connection(
-            f'check schema "{schema}"', lambda conn: migrations.check_version(conn, schema)
-        )
+        return self._run(migrations.check_dialogue(self._schema))
 
     def schema_version(self) -> int:
         """The newest migration recorded in the schema (0 when it was never migrated)."""
-        schema = self._schema
-        return self._with_connection(
-            f'read the version of schema "{schema}"',
-            lambda conn: migrations.schema_version(conn, schema),
-        )
+        return self._run(migrations.version_dialogue(self._schema))
 
     # -- writing -------------------------------------------------------------------------
 
@@ -232,70 +148,26 @@ class PostgresEntityStore(EntityStore):
     def _recorded_after_session_end(
         self, pid: int, change_ids: Sequence[str], wait: float
     ) -> set[str]:
-        """Which of ``change_ids`` are recorded, asked on a fresh connection once the
-        session ``pid`` (whose ``COMMIT`` may or may not have happened) has ended — so
-        the answer cannot change afterwards. Raises the driver's error or
+        """Which of ``change_ids`` are recorded, asked on a fresh connection (see
+        ``StoreOperations.recorded_after_session_end``). Raises the driver's error or
         ``TimeoutError`` when there is no final answer."""
+        steps = self._ops.recorded_after_session_end(pid, change_ids, wait)
         dsn = self._dsn
-        conn = (
-            psycopg.connect(dsn, autocommit=True, connect_timeout=max(1, round(wait)))
-            if dsn is not None
-            else self._pool.getconn(timeout=wait)
-        )
+        if dsn is not None:
+            timeout = max(1, round(wait))
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=timeout) as conn:
+                return run(conn, steps)
+        conn = self._getconn(timeout=wait)
         try:
-            if not conn.autocommit:
-                conn.autocommit = True
-            deadline = time.monotonic() + wait
-            conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            while conn.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone():
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"session {pid} did not end")
-                time.sleep(0.01)
-            rows = conn.execute(self._queries.recorded, (list(change_ids),)).fetchall()
-            return {row[0] for row in rows}
+            return run(conn, steps)
         finally:
-            if dsn is not None:
-                conn.close()
-            else:
-                self._pool.putconn(conn)
-
-    def _record_params(self, plan: Plan, at: datetime) -> dict[str, Any]:
-        event = plan
-        rows = plan.transitions
-        prev = event.prev
-        nxt = event.next
-        actor = event.actor
-        last_actor, actor_json = self._actor_json
-        if last_actor is not actor:
-            actor_json = encode_json(actor.to_dict())
-            self._actor_json = (actor, actor_json)
-        return {
-            "at": at,
-            "key": self._keys.entity_key(event.kind, event.entity_id),
-            "change_id": event.change_id,
-            "kind": event.kind,
-            "entity_id": event.entity_id,
-            "op": event.op,
-            "actor": actor_json,
-            "run_id": event.run_id,
-            "prev": None if prev is None else encode_json(prev),
-            "next": None if nxt is None else encode_json(nxt),
-            "delta": encode_json(event.delta),
-            "changed_fields": text_array(event.changed_fields),
-            "fields": text_array([t.field for t in rows]),
-            "from_values": text_array(
-                [None if t.from_value is ABSENT else encode_json(t.from_value) for t in rows]
-            ),
-            "to_values": text_array([encode_json(t.to_value) for t in rows]),
-            "masked": bool_array([t.masked for t in rows]),
-        }
+            self._putconn(conn)
 
     def now(self) -> datetime:
         """The database's ``clock_timestamp()``, or the injected clock's time."""
         if self._clock is not None:
             return self._clock.now()
-        rows = self._read("read the database clock", self._queries.now, ())
-        return utc(rows[0][0])
+        return self._run(self._ops.now())
 
     def close(self) -> None:
         """Close the pool if this store opened it; idempotent."""
@@ -311,25 +183,13 @@ class PostgresEntityStore(EntityStore):
         self, kind: str, entity_id: str, field: str, *, at: datetime | None = None
     ) -> TransitionRecord | None:
         """The field's newest row stamped at or before ``at`` (or newest overall)."""
-        key = self._keys.entity_key(kind, entity_id)
-        rows = self._read(
-            f"read the latest {field} transition of {_ref(kind, entity_id)}",
-            self._queries.latest_transition,
-            (key, field, at, kind, entity_id),
-        )
-        return transition_record(kind, entity_id, rows[0]) if rows else None
+        return self._run(self._ops.latest_transition(kind, entity_id, field, at))
 
     def latest_change(
         self, kind: str, entity_id: str, *, at: datetime | None = None
     ) -> ChangeRecord | None:
         """The entity's newest change stamped at or before ``at`` (or newest overall)."""
-        key = self._keys.entity_key(kind, entity_id)
-        rows = self._read(
-            f"read the latest change of {_ref(kind, entity_id)}",
-            self._queries.latest_change,
-            (key, at, kind, entity_id),
-        )
-        return change_record(kind, entity_id, rows[0]) if rows else None
+        return self._run(self._ops.latest_change(kind, entity_id, at))
 
     def count_transitions(
         self,
@@ -341,32 +201,7 @@ class PostgresEntityStore(EntityStore):
     ) -> int:
         """Rows of the field with ``since ≤ transitioned_at ≤ until``; ``until`` None is
         the store's now (the database's, in the same statement)."""
-        if until is None and self._clock is not None:
-            until = self._clock.now()
-        window: timedelta | None = None
-        start: datetime | None = None
-        if isinstance(since, timedelta):
-            if until is None:
-                window = since
-            else:
-                start = until - since
-        else:
-            start = since
-        params = {
-            "key": self._keys.entity_key(kind, entity_id),
-            "field": field,
-            "until": until,
-            "since": start,
-            "window": window,
-            "kind": kind,
-            "entity_id": entity_id,
-        }
-        rows = self._read(
-            f"count {field} transitions of {_ref(kind, entity_id)}",
-            self._queries.count_transitions,
-            params,
-        )
-        return int(rows[0][0])
+        return self._run(self._ops.count_transitions(kind, entity_id, field, since, until))
 
     def transitions(
         self,
@@ -377,27 +212,12 @@ class PostgresEntityStore(EntityStore):
         limit: int | None = None,
     ) -> Sequence[TransitionRecord]:
         """Rows oldest first, from ``since`` (inclusive); ``limit`` keeps the newest N."""
-        problem = None if limit is None else limit_problem(limit)
-        if problem is not None:
-            raise InvalidArgumentError(f"limit {problem} ({_ref(kind, entity_id)})")
-        key = self._keys.entity_key(kind, entity_id)
-        what = f"read the transitions of {_ref(kind, entity_id)}"
-        if field is None:
-            rows = self._read(
-                what, self._queries.entity_transitions, (key, since, limit, kind, entity_id)
-            )
-        else:
-            rows = self._read(
-                what,
-                self._queries.field_transitions,
-                (key, field, since, limit, kind, entity_id),
-            )
-        return tuple(transition_record(kind, entity_id, row) for row in rows)
+        return self._run(self._ops.transitions(kind, entity_id, field, since, limit))
 
     # -- connections ---------------------------------------------------------------------
 
-    def _getconn(self) -> _Conn:
-        conn: _Conn = self._pool.getconn()
+    def _getconn(self, timeout: float | None = None) -> _Conn:
+        conn: _Conn = self._pool.getconn(timeout=timeout)
         if not conn.autocommit:  # a pool the caller configured differently
             try:
                 conn.autocommit = True
@@ -437,75 +257,32 @@ class PostgresEntityStore(EntityStore):
         with suppress(psycopg.Error):  # the retry tells how the server is
             self._pool.check()
 
-    def _with_connection(self, what: str, run: Callable[[_Conn], T]) -> T:
-        try:
-            conn = self._getconn()
-        except psycopg.Error as error:
-            raise StoreError(f"could not {what}") from error
-        try:
-            return run(conn)
-        except psycopg.Error as error:
-            raise StoreError(f"could not {what}: {_first_line(error)}") from error
-        finally:
-            self._putconn(conn)
-
-    def _write(self, what: str, query: bytes, params: Any) -> list[tuple[Any, ...]]:
-        """Run one prepared autocommit statement that changes something (never retried)
-        and return the rows it returns."""
-
-        def run(conn: _Conn) -> list[tuple[Any, ...]]:
-            cursor = conn.execute(query, params, prepare=True)
-            return cursor.fetchall() if cursor.description is not None else []
-
-        return self._with_connection(what, run)
-
-    def _in_transaction(self, what: str, run: Callable[[_Conn], T]) -> T:
-        """``run(conn)`` inside one transaction on a pooled connection: committed when it
-        returns, rolled back when it raises."""
-
-        def wrapped(conn: _Conn) -> T:
-            with conn.transaction():
-                return run(conn)
-
-        return self._with_connection(what, wrapped)
-
-    def _read(self, what: str, query: bytes, params: Any) -> list[tuple[Any, ...]]:
-        """Run one prepared read; a connection found broken is replaced and the read
-        retried once."""
-        retried = False
+    def _run(self, dialogue: Dialogue[T]) -> T:
+        """Run ``dialogue`` on a pooled connection (in one transaction if it says so);
+        a read that finds its connection broken is retried once on a fresh one. Driver
+        errors become ``StoreError`` saying what could not be done."""
+        retry = dialogue.retry
         while True:
             try:
                 conn = self._getconn()
             except psycopg.Error as error:
-                raise StoreError(f"could not {what}") from error
+                raise StoreError(f"could not {dialogue.what}") from error
             try:
-                rows: list[tuple[Any, ...]] = conn.execute(query, params, prepare=True).fetchall()
+                return self._steps(conn, dialogue)
             except psycopg.Error as error:
-                broken = conn.broken
+                if not (retry and conn.broken):
+                    raise StoreError(failure_message(dialogue, error)) from error
+                retry = False
+            finally:
                 self._putconn(conn)
-                if broken and not retried:
-                    retried = True
-                    try:
-                        self._recover()
-                    except psycopg.Error as down:
-                        raise StoreError(f"could not {what}") from down
-                    continue
-                raise StoreError(f"could not {what}") from error
-            except BaseException:
-                self._putconn(conn)
-                raise
-            self._putconn(conn)
-            return rows
+            try:
+                self._recover()
+            except psycopg.Error as down:
+                raise StoreError(f"could not {dialogue.what}") from down
 
-
-def _checked_timeout(timeout: object) -> timedelta:
-    if not isinstance(timeout, timedelta) or timeout <= timedelta(0):
-        raise InvalidArgumentError(
-            f"lock_timeout must be a positive timedelta (got {timeout!r:.60})"
-        )
-    return timeout
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+    @staticmethod
+    def _steps(conn: _Conn, dialogue: Dialogue[T]) -> T:
+        if dialogue.transaction:
+            with conn.transaction():
+                return run(conn, dialogue.steps())
+        return run(conn, dialogue.steps())
