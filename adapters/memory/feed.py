@@ -31,14 +31,14 @@ from __future__ import annotations
 import logging
 import marshal
 import threading
-from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Literal, NamedTuple
+from typing import Final, Literal
 
 import attrs
 
+from reactive_entities.adapters.memory.actors import ActorTable
 from reactive_entities.domain.actor import Actor
 from reactive_entities.domain.errors import InvalidArgumentError
 from reactive_entities.domain.events import ChangeEvent, Op, Plan
@@ -59,23 +59,26 @@ _Entity = tuple[str, str]
 _Wake = Callable[[], None]
 
 
-class _Kept(NamedTuple):
-    """A change as the feed keeps it: its documents ``marshal``-ed to bytes — exact for
-    JSON values (``True`` stays apart from ``1``), a few times cheaper to make than a
-    copy, immutable, and invisible to the cyclic garbage collector, which a growing log
-    of dicts would keep busy. Reads rebuild fresh documents (:func:`_event`)."""
+#: A change as the feed keeps it: an exact ``tuple`` of atomic values — its documents
+#: ``marshal``-ed to bytes (exact for JSON values: ``True`` stays apart from ``1``; a few
+#: times cheaper to make than a copy; immutable), the actor as an index into the feed's
+#: actors, the position as its sequence number. The cyclic garbage collector stops
+#: tracking such a tuple after its first pass; a NamedTuple (or any object) would stay
+#: tracked, and a growing log of them made every full collection slower. Fields by index:
+#: kind, entity_id, op, prev, next, changed_fields, actor, run_id, occurred_at, change_id,
+#: sequence. Reads rebuild fresh events (:func:`_event`).
+_Kept = tuple[
+    str, str, Op, bytes | None, bytes | None, tuple[str, ...], int, str | None, datetime, str, int
+]
+_KIND: Final = 0
+_ENTITY_ID: Final = 1
+_AT: Final = 8
+_CHANGE_ID: Final = 9
+_SEQUENCE: Final = 10
 
-    kind: str
-    entity_id: str
-    op: Op
-    prev: bytes | None
-    next: bytes | None
-    changed_fields: tuple[str, ...]
-    actor: int  #: index into the feed's actors: an Actor object would keep it tracked
-    run_id: str | None
-    occurred_at: datetime
-    change_id: str
-    position: Position
+
+def _kept_position(kept: _Kept) -> Position:
+    return Position(0, kept[_SEQUENCE])
 
 
 # -- private bookkeeping (mutable; only frozen values leave the feed) --------------------------
@@ -98,7 +101,7 @@ class _Delivery:
     @property
     def entity(self) -> _Entity:
         """The changed entity: deliveries of one entity are handled in order."""
-        return (self.event.kind, self.event.entity_id)
+        return (self.event[_KIND], self.event[_ENTITY_ID])
 
     def claimable(self, now: datetime) -> bool:
         """Pending and due, or claimed with an expired lease."""
@@ -176,11 +179,9 @@ class MemoryFeed(ChangeFeed):
         self._clock = clock
         self._lock = threading.Lock()
         self._log: list[_Kept] = []  # feed order
-        self._positions: list[Position] = []  # the log's positions, for bisect
         self._by_entity: dict[_Entity, list[_Kept]] = {}
         self._wakes: dict[object, _Wake] = {}
-        self._actors: list[Actor] = []  # every actor seen, by the index kept records use
-        self._actor_index: dict[Actor, int] = {}
+        self._actors = ActorTable()  # kept records hold an actor's index
         self._cursors: dict[str, Position] = {}
         self._groups: dict[str, _Group] = {}
         self._claims = 0  # claims made: each claim's token is unique in this feed
@@ -237,12 +238,9 @@ class MemoryFeed(ChangeFeed):
         change_id: str,
     ) -> None:
         with self._lock:
-            actor_index = self._actor_index.get(actor)
-            if actor_index is None:
-                actor_index = self._actor_index[actor] = len(self._actors)
-                self._actors.append(actor)
-            position = Position(0, len(self._log) + 1)
-            kept = _Kept(
+            actor_index = self._actors.index(actor)
+            log = self._log
+            kept: _Kept = (
                 kind,
                 entity_id,
                 op,
@@ -253,10 +251,9 @@ class MemoryFeed(ChangeFeed):
                 run_id,
                 stamp,
                 change_id,
-                position,
+                len(log) + 1,
             )
-            self._log.append(kept)
-            self._positions.append(position)
+            log.append(kept)
             by_entity = self._by_entity.get((kind, entity_id))
             if by_entity is None:
                 self._by_entity[kind, entity_id] = [kept]
@@ -282,7 +279,7 @@ class MemoryFeed(ChangeFeed):
         when given, at most ``limit`` of them."""
         _check_limit(limit)
         with self._lock:
-            matching = (e for e in self._after(after) if kind is None or e.kind == kind)
+            matching = (e for e in self._after(after) if kind is None or e[_KIND] == kind)
             found = list(islice(matching, limit))
         return tuple(_event(e, self._actors) for e in found)
 
@@ -343,11 +340,10 @@ class MemoryFeed(ChangeFeed):
             state = self._groups.get(group)
             if state is None:
                 state = self._groups[group] = _Group(cursor=self._head())
-            start = bisect_right(self._positions, state.cursor)
             queued = 0
-            for position, event in zip(self._positions[start:], self._log[start:], strict=True):
-                if kind is None or event.kind == kind:
-                    state.deliveries[position] = _Delivery(event)
+            for event in self._after(state.cursor):
+                if kind is None or event[_KIND] == kind:
+                    state.deliveries[_kept_position(event)] = _Delivery(event)
                     queued += 1
             state.cursor = max(state.cursor, self._head())
             return queued
@@ -374,7 +370,7 @@ class MemoryFeed(ChangeFeed):
             delivery = self._held(claim)
             if delivery is None:
                 return False
-            del self._groups[claim.group].deliveries[_position(delivery.event)]
+            del self._groups[claim.group].deliveries[_kept_position(delivery.event)]
             return True
 
     def retry_later(self, claim: Claim, error: str, delay: timedelta) -> bool:
@@ -430,12 +426,17 @@ class MemoryFeed(ChangeFeed):
     # -- internals (the caller holds the lock) --------------------------------------------------
 
     def _head(self) -> Position:
-        return self._positions[-1] if self._positions else START
+        return _kept_position(self._log[-1]) if self._log else START
 
     def _after(self, position: Position | None) -> list[_Kept]:
-        """The changes strictly after ``position`` (all when None)."""
-        start = 0 if position is None else bisect_right(self._positions, position)
-        return self._log[start:]
+        """The changes strictly after ``position`` (all when None). The log's positions
+        are ``(0, 1)``, ``(0, 2)``, … in order, so the index follows from the position."""
+        log = self._log
+        if position is None:
+            return log[:]
+        if position.transaction != 0:
+            return [] if position.transaction > 0 else log[:]
+        return log[max(0, min(position.sequence, len(log))) :]
 
     def _held(self, claim: Claim) -> _Delivery | None:
         """The delivery ``claim`` still holds, None if the claim was lost or is unknown."""
@@ -453,7 +454,7 @@ class MemoryFeed(ChangeFeed):
             mode="broadcast",
             position=position,
             lag_changes=len(lagging),
-            lag_seconds=_age(now, [e.occurred_at for e in lagging]),
+            lag_seconds=_age(now, [e[_AT] for e in lagging]),
             in_flight=0,
             waiting=0,
             dead_letters=0,
@@ -467,7 +468,7 @@ class MemoryFeed(ChangeFeed):
             mode="work-queue",
             position=group.cursor,
             lag_changes=len(lagging),
-            lag_seconds=_age(now, [e.occurred_at for e in [*lagging, *unfinished]]),
+            lag_seconds=_age(now, [e[_AT] for e in [*lagging, *unfinished]]),
             in_flight=group.count("claimed"),
             waiting=group.count("pending"),
             dead_letters=group.count("dead"),
@@ -491,39 +492,36 @@ def _loads(data: bytes) -> Document:
     return doc
 
 
-def _event(kept: _Kept, actors: list[Actor]) -> ChangeEvent:
+def _event(kept: _Kept, actors: ActorTable) -> ChangeEvent:
     """A fresh :class:`ChangeEvent` of a kept change: documents decoded anew (so the
     receiver owns them), the delta rebuilt from ``next`` and the changed fields."""
-    prev = None if kept.prev is None else _loads(kept.prev)
-    nxt = None if kept.next is None else _loads(kept.next)
+    kind, entity_id, op, prev_data, next_data, fields, actor, run_id, at, change_id, seq = kept
+    prev = None if prev_data is None else _loads(prev_data)
+    nxt = None if next_data is None else _loads(next_data)
     if nxt is None:
         delta: Document = {}
-    elif kept.op == "create":
+    elif op == "create":
         delta = dict(nxt)
     else:
-        delta = {field: nxt.get(field) for field in kept.changed_fields}
+        delta = {field: nxt.get(field) for field in fields}
     return ChangeEvent(
-        kept.kind,
-        kept.entity_id,
-        kept.op,
+        kind,
+        entity_id,
+        op,
         prev,
         nxt,
         delta,
-        kept.changed_fields,
-        actors[kept.actor],
-        kept.run_id,
-        kept.occurred_at,
-        kept.change_id,
-        kept.position,
+        fields,
+        actors[actor],
+        run_id,
+        at,
+        change_id,
+        Position(0, seq),
     )
 
 
 def _occurred_at(kept: _Kept) -> datetime:
-    return kept.occurred_at
-
-
-def _position(kept: _Kept) -> Position:
-    return kept.position
+    return kept[_AT]
 
 
 def _age(now: datetime, moments: list[datetime]) -> float | None:
@@ -537,11 +535,11 @@ def _dead_letter(group: str, delivery: _Delivery) -> DeadLetter:
     event = delivery.event
     return DeadLetter(
         group=group,
-        change_id=event.change_id,
-        position=_position(event),
-        kind=event.kind,
-        entity_id=event.entity_id,
+        change_id=event[_CHANGE_ID],
+        position=_kept_position(event),
+        kind=event[_KIND],
+        entity_id=event[_ENTITY_ID],
         attempts=delivery.attempts,
         last_error=delivery.last_error,
-        failed_at=delivery.failed_at if delivery.failed_at is not None else event.occurred_at,
+        failed_at=delivery.failed_at if delivery.failed_at is not None else event[_AT],
     )

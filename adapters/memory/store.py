@@ -16,6 +16,7 @@ parallel.
 
 from __future__ import annotations
 
+import marshal
 import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -24,11 +25,10 @@ from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
+from reactive_entities.adapters.memory.actors import ActorTable
 from reactive_entities.adapters.memory.clock import SystemClock
-from reactive_entities.domain.actor import Actor
 from reactive_entities.domain.errors import InvalidArgumentError, StoreError
 from reactive_entities.domain.events import ChangeRecord, Op, Plan, TransitionRecord
-from reactive_entities.domain.json import copy_value
 from reactive_entities.domain.temporal import (
     first_at_or_after,
     newest_at_or_before,
@@ -50,10 +50,14 @@ __all__ = [
 DEFAULT_LOCK_TIMEOUT = timedelta(seconds=30)
 _CONTAINERS = (list, dict)
 
+# Stored rows and changes are exact tuples of atomic values, which CPython's cyclic
+# garbage collector stops tracking (a growing log of tracked objects made every full
+# collection slower): a list or dict value is kept marshal-ed (JSON values are never
+# bytes, and marshal keeps True apart from 1), the actor as its index.
 # A stored row: (stamp, field, from_value, to_value, masked, change_id).
 _Row = tuple[datetime, str, Any, Any, bool, str]
-# A stored change: (stamp, op, change_id, changed_fields, actor, run_id).
-_ChangeRow = tuple[datetime, Op, str, tuple[str, ...], Actor, str | None]
+# A stored change: (stamp, op, change_id, changed_fields, actor index, run_id).
+_ChangeRow = tuple[datetime, Op, str, tuple[str, ...], int, str | None]
 
 _stamp_of = itemgetter(0)
 
@@ -90,6 +94,7 @@ class InMemoryEntityStore(EntityStore):
         # One shared tuple per distinct set of changed fields: a kind changes few
         # combinations of fields, and sharing them saves ~30 bytes per stored row.
         self._field_sets: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._actors = ActorTable()
 
     @property
     def changes_recorded(self) -> int:
@@ -135,17 +140,21 @@ class InMemoryEntityStore(EntityStore):
         change_id = plan.change_id
         fields = plan.changed_fields
         fields = self._field_sets.setdefault(fields, fields)
-        log.changes.append((stamp, plan.op, change_id, fields, plan.actor, plan.run_id))
+        actor = self._actors.index(plan.actor)
+        log.changes.append((stamp, plan.op, change_id, fields, actor, plan.run_id))
         rows = log.rows
         by_field = log.by_field
         for t in plan.transitions:
             before = t.from_value
             after = t.to_value
-            if type(before) in _CONTAINERS:
-                before = copy_value(before)  # type: ignore[arg-type]
-            if type(after) in _CONTAINERS:
-                after = copy_value(after)
-            row = (stamp, t.field, before, after, t.masked, change_id)
+            row: _Row = (
+                stamp,
+                t.field,
+                marshal.dumps(before) if isinstance(before, _CONTAINERS) else before,
+                marshal.dumps(after) if isinstance(after, _CONTAINERS) else after,
+                t.masked,
+                change_id,
+            )
             rows.append(row)
             field_rows = by_field.get(t.field)
             if field_rows is None:
@@ -183,7 +192,8 @@ class InMemoryEntityStore(EntityStore):
         if found is None:
             return None
         stamp, op, change_id, fields, actor, run_id = found
-        return ChangeRecord(kind, entity_id, op, change_id, stamp, fields, actor, run_id)
+        actors = self._actors
+        return ChangeRecord(kind, entity_id, op, change_id, stamp, fields, actors[actor], run_id)
 
     def count_transitions(
         self,
@@ -230,8 +240,9 @@ class InMemoryEntityStore(EntityStore):
         log = self._logs.get((kind, entity_id))
         if log is None:
             return ()
+        actors = self._actors
         return tuple(
-            ChangeRecord(kind, entity_id, op, cid, stamp, fields, actor, run_id)
+            ChangeRecord(kind, entity_id, op, cid, stamp, fields, actors[actor], run_id)
             for stamp, op, cid, fields, actor, run_id in log.changes
         )
 
@@ -252,10 +263,10 @@ def refuse_connection(connection: object) -> None:
 
 def _record(kind: str, entity_id: str, row: _Row) -> TransitionRecord:
     stamp, field, from_value, to_value, masked, change_id = row
-    if type(from_value) in _CONTAINERS:
-        from_value = copy_value(from_value)
-    if type(to_value) in _CONTAINERS:
-        to_value = copy_value(to_value)
+    if type(from_value) is bytes:  # a list or dict, kept marshal-ed: decoded fresh
+        from_value = marshal.loads(from_value)
+    if type(to_value) is bytes:
+        to_value = marshal.loads(to_value)
     return TransitionRecord(kind, entity_id, field, from_value, to_value, masked, change_id, stamp)
 
 
