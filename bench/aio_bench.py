@@ -78,7 +78,7 @@ async def _async_run(bench: Bench, tasks: int, plan: list[tuple[str, dict[str, A
     async with await aio.compose.postgres(
         bench.dsn, schema=SCHEMA, pool_size=CLIENTS + 2, migrate=False
     ) as engine:
-        engine.subscribe(on_event)
+        await engine.subscribe(on_event)
         handle = engine.define_entity(KIND, It, read=read_on)
         begin = engine.transaction
         mutate = handle.mutate

@@ -3,8 +3,7 @@
 
 ``open_world("memory")`` or ``open_world("postgres", dsn, schema)`` — or
 ``open_world(*aio_backend)`` with the plugin's ``aio_backend`` fixture, which runs a test
-on both — is an async context manager yielding an :class:`AsyncWorld`; the PostgreSQL
-one is skipped (not failed) while the asyncio PostgreSQL adapter is not importable.
+on both — is an async context manager yielding an :class:`AsyncWorld`.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
-import pytest
 
 from reactive_entities.aio import AsyncEngine, AsyncEntityHandle, compose
 from reactive_entities.domain.events import ChangeEvent
@@ -68,10 +66,6 @@ async def open_engine(
     if backend == "memory":
         engine = compose.in_memory(**options)
     else:
-        pytest.importorskip(
-            "reactive_entities.adapters.postgres.async_store",
-            reason="the asyncio PostgreSQL adapter is not there yet",
-        )
         engine = await compose.postgres(dsn, schema=schema or "reactive_entities", **options)
     async with engine:
         yield engine

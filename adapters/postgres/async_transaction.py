@@ -3,9 +3,13 @@ port): the behaviour of ``transaction.py``, on a ``psycopg.AsyncConnection``.
 
 What differs, and why.
 
-* **BEGIN is sent when the transaction opens** (``await store.begin()``), not with the
-  first lock: ``connection`` is a property, which cannot wait for a round trip, and the
-  application may use the connection before locking anything.
+* **BEGIN, on a pooled connection, travels with the first lock** (one round trip, as
+  in the blocking store), although ``connection`` is a property that cannot wait for a
+  round trip: until the first lock the connection is left out of autocommit mode, so a
+  statement the application runs on it first makes psycopg begin the transaction
+  implicitly. The first lock then sends ``BEGIN`` itself only if nothing began yet
+  (switching autocommit back on, which costs no round trip on an idle connection).
+  A joined connection (the application's) begins at once, as in the blocking store.
 * **Cancellation.** A task cancelled while it waits (for an entity's lock, in ``apply``,
   anywhere before ``commit``) leaves through ``rollback``: psycopg cancels the running
   statement, ``ROLLBACK`` ends the transaction and its advisory locks, the connection
@@ -77,23 +81,30 @@ class AsyncPostgresTransaction(WriteState, AsyncStoreTransaction):
 
     async def _begin(self) -> None:
         conn = self._conn
+        if not self._joined:
+            # BEGIN waits for the first lock or for the application's first statement
+            # (psycopg begins implicitly outside autocommit mode): see the docstring.
+            await conn.set_autocommit(False)
+            return
         try:
-            if self._joined and not conn.autocommit:
+            if not conn.autocommit:
                 await conn.set_autocommit(True)
                 self._restore_autocommit = True
-            try:
-                await conn.execute(b"BEGIN")
-            except psycopg.Error:
-                # A pooled connection that broke while idle: nothing is lost, so take a
-                # fresh one and try once more.
-                if self._joined or not conn.broken:
-                    raise
-                await self._replace_connection()
-                await self._conn.execute(b"BEGIN")
+            await conn.execute(b"BEGIN")
         except psycopg.Error as error:
-            on = "on the given connection" if self._joined else ""
-            raise StoreError(f"could not begin a transaction {on}".rstrip()) from error
+            raise StoreError("could not begin a transaction on the given connection") from error
         self._began = True
+
+    async def _start(self) -> None:
+        """Before the first lock on a pooled connection: whether ``BEGIN`` is still due
+        (nothing began it), with autocommit back on so the lock statement carries it."""
+        conn = self._conn
+        status = conn.pgconn.transaction_status
+        if status == _IDLE:
+            await conn.set_autocommit(True)
+        elif not conn.broken:  # the application's statement began it
+            self._began = True
+        # A broken connection: the lock statement fails, and ``lock`` takes a fresh one.
 
     async def _replace_connection(self) -> None:
         store = self._store
@@ -115,13 +126,26 @@ class AsyncPostgresTransaction(WriteState, AsyncStoreTransaction):
         stamp = self._known_stamp(kind, entity_id)
         if stamp is not None:
             return stamp
-        try:
-            cursor = await self._conn.execute(self._lock_statement(kind, entity_id))
-            while cursor.nextset():
-                pass
-            row = await cursor.fetchone()
-        except psycopg.Error as error:
-            raise self._lock_failure(kind, entity_id, error) from error
+        if not self._began:
+            await self._start()
+        retried = False
+        while True:
+            began = self._began
+            try:
+                cursor = await self._conn.execute(self._lock_statement(kind, entity_id))
+                while cursor.nextset():
+                    pass
+                row = await cursor.fetchone()
+                break
+            except psycopg.Error as error:
+                # A pooled connection that broke before this transaction did anything:
+                # nothing is lost, so take a fresh one and try once more.
+                if not began and not self._joined and self._conn.broken and not retried:
+                    retried = True
+                    await self._replace_connection()
+                    continue
+                raise self._lock_failure(kind, entity_id, error) from error
+        self._began = True
         stamp = self._stamp_from(kind, entity_id, row)
         key = (kind, entity_id)
         if self._locking:
@@ -150,6 +174,8 @@ class AsyncPostgresTransaction(WriteState, AsyncStoreTransaction):
 
     async def _send_commit(self) -> None:
         conn = self._conn
+        if not self._began and conn.pgconn.transaction_status == _IDLE:
+            return  # nothing began: no lock, and no statement of the application's
         try:
             async with conn.pipeline():
                 for query, params in self._commit_inserts(self._store.channel):
@@ -175,8 +201,7 @@ class AsyncPostgresTransaction(WriteState, AsyncStoreTransaction):
         if self._ended:
             return
         try:
-            if self._began:
-                await self._rollback_quietly()
+            await self._rollback_quietly()  # a no-op when nothing began
         finally:
             await self._finish()
 
@@ -203,6 +228,10 @@ class AsyncPostgresTransaction(WriteState, AsyncStoreTransaction):
         conn = self._conn
         if not self._joined and not self._returned:
             self._returned = True
+            if not conn.closed and not conn.autocommit:
+                with suppress(psycopg.Error):  # idle: no round trip; else _putconn closes it
+                    if conn.pgconn.transaction_status == _IDLE:
+                        await conn.set_autocommit(True)
             await store._putconn(conn)
         elif self._restore_autocommit and not conn.closed:
             self._restore_autocommit = False
