@@ -8,9 +8,9 @@ I/O around them differs.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import timedelta
+from types import TracebackType
 from typing import NoReturn
 
 from reactive_entities.domain.actor import SYSTEM_ACTOR, Actor
@@ -146,16 +146,35 @@ def raise_closed() -> NoReturn:
     raise EngineClosedError("the engine is closed")
 
 
-@contextmanager
-def store_errors(failure: str) -> Iterator[None]:
-    """An adapter's own failure inside the block becomes ``StoreError(failure)``, the
-    original chained; the library's errors pass unchanged."""
-    try:
-        yield
-    except ReactiveEntitiesError:
-        raise
-    except Exception as error:
-        raise StoreError(failure) from error
+class store_errors:  # noqa: N801 (used like a function: ``with store_errors(...)``)
+    """An adapter's own failure inside the block becomes ``StoreError`` — ``failure``,
+    followed by ``kind:id`` when ``key`` is given — the original chained; the library's
+    errors pass unchanged.
+
+    A class rather than a ``contextmanager`` generator, and the message built only on
+    failure: every write enters this twice, and the generator cost more than the lock.
+    """
+
+    __slots__ = ("_failure", "_key")
+
+    def __init__(self, failure: str, key: tuple[str, str] | None = None) -> None:
+        self._failure = failure
+        self._key = key
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or isinstance(exc, ReactiveEntitiesError) or not isinstance(exc, Exception):
+            return
+        key = self._key
+        message = self._failure if key is None else f"{self._failure} {key[0]}:{key[1]}"
+        raise StoreError(message) from exc
 
 
 def reentry_problem(

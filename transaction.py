@@ -122,7 +122,7 @@ class Transaction:
         )
         plan = decision.plan
         if plan is not None:
-            with store_errors(f"could not record a change of {key[0]}:{key[1]}"):
+            with store_errors("could not record a change of", key):
                 stamp = self._store_tx.record(plan)
             self._events.append(plan.event(stamp))
         return decision.state
@@ -130,16 +130,17 @@ class Transaction:
     def _lock(self, key: _Key) -> None:
         owners = self._engine._held.owners
         owner = owners.get(key)
-        problem = reentry_problem(
-            key,
-            writing_here=key == self._writing,
-            held_elsewhere=owner is not None and owner is not self,
-            by_writer=owner is not None and owner._writing == key,
-            who="thread",
-        )
-        if problem is not None:
-            raise InvalidArgumentError(problem)
-        with store_errors(f"could not lock {key[0]}:{key[1]}"):
+        if key == self._writing or (owner is not None and owner is not self):
+            problem = reentry_problem(
+                key,
+                writing_here=key == self._writing,
+                held_elsewhere=owner is not None and owner is not self,
+                by_writer=owner is not None and owner._writing == key,
+                who="thread",
+            )
+            if problem is not None:
+                raise InvalidArgumentError(problem)
+        with store_errors("could not lock", key):
             self._store_tx.lock(*key)
         if owner is None:
             owners[key] = self

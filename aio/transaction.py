@@ -139,7 +139,7 @@ class AsyncTransaction:
             secrets=secrets,
         )
         if decision.plan is not None:
-            with store_errors(f"could not record a change of {key[0]}:{key[1]}"):
+            with store_errors("could not record a change of", key):
                 stamp = await store_tx.record(decision.plan)
             self._events.append(decision.plan.event(stamp))
         return decision.state
@@ -158,7 +158,7 @@ class AsyncTransaction:
         )
         if problem is not None:
             raise InvalidArgumentError(problem)
-        with store_errors(f"could not lock {key[0]}:{key[1]}"):
+        with store_errors("could not lock", key):
             await store_tx.lock(*key)
         if owner is None:
             _HELD.set(MappingProxyType({**_HELD.get(), key: self}))
