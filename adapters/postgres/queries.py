@@ -68,14 +68,10 @@ SELECT GREATEST(
       LIMIT 1))
 """
 
-# Waiting for an entity's advisory lock is bounded by the store's lock timeout; the
-# transaction's own setting (the application's, on a joined connection) is put back.
-_LOCK = """
-SELECT set_config('reactive_entities.saved_lock_timeout', current_setting('lock_timeout'), true);
-SELECT set_config('lock_timeout', {timeout}, true);
-SELECT pg_advisory_xact_lock({lock_key});
-SELECT set_config('lock_timeout', current_setting('reactive_entities.saved_lock_timeout'), true);
-"""
+# Waiting for an entity's advisory lock is bounded by the store's lock timeout (the
+# transaction's own setting — the application's, on a joined connection — is put back),
+# and the entity's stamp is read after the lock: one call of migration 0004's function.
+_LOCK = "SELECT {schema}.lock_entity({lock_key}, {timeout}, {key}::uuid, {at}::timestamptz)"
 
 # Which of a transaction's change ids were committed (after a connection lost at COMMIT).
 _RECORDED = "SELECT change_id::text FROM {schema}.changes WHERE change_id = ANY(%s::uuid[])"
@@ -195,12 +191,19 @@ class Queries:
             record=_render(_RECORD, schema),
             notify=b"SELECT pg_notify(%s, '')",
             # Filled per entity with literals the store computes (a key, a timestamp):
-            # the lock and stamp go out as one multi-statement round trip, which cannot
-            # carry parameters. The schema is quoted here, as everywhere.
+            # they go out after BEGIN in one multi-statement round trip, which cannot
+            # carry parameters (``stamp`` alone when locking is off). The schema is
+            # quoted here, as everywhere.
             stamp=_render(
                 _STAMP.replace("{at}", "{{at}}").replace("{key}", "{{key}}"), schema
             ).decode(),
-            lock=_LOCK,
+            lock=_render(
+                _LOCK.replace("{lock_key}", "{{lock_key}}")
+                .replace("{timeout}", "{{timeout}}")
+                .replace("{key}", "{{key}}")
+                .replace("{at}", "{{at}}"),
+                schema,
+            ).decode(),
             recorded=_render(_RECORDED, schema),
             latest_transition=_render(_LATEST_TRANSITION, schema),
             latest_change=_render(_LATEST_CHANGE, schema),

@@ -74,21 +74,22 @@ class WriteState:
         return stamp
 
     def _lock_statement(self, kind: str, entity_id: str) -> bytes:
-        """``BEGIN`` when due, the bounded advisory lock, and the entity's stamp: one
-        multi-statement round trip (so its values are literals the store computed)."""
+        """``BEGIN`` when due, then the bounded advisory lock and the entity's stamp (one
+        call of the schema's ``lock_entity``): one round trip, a multi-statement simple
+        query, so its values are literals the store computed."""
         ops = self._ops
-        parts = [] if self._began else [BEGIN]
+        clock = ops.clock
+        at = "NULL" if clock is None else f"'{clock.now().isoformat()}'"
+        key = f"'{ops.keys.entity_key(kind, entity_id)}'"
         if self._locking:
             timeout_ms = max(1, round(self._lock_timeout.total_seconds() * 1000))
             lock_key = ops.keys.lock_key(kind, entity_id)
-            parts.append(
-                ops.queries.lock.format(timeout=f"'{timeout_ms}ms'", lock_key=lock_key).encode()
-            )
-        clock = ops.clock
-        at = "NULL" if clock is None else f"'{clock.now().isoformat()}'"
-        key = ops.keys.entity_key(kind, entity_id)
-        parts.append(ops.queries.stamp.format(at=at, key=f"'{key}'").encode())
-        return b"\n".join(parts)
+            statement = ops.queries.lock.format(
+                lock_key=lock_key, timeout=f"'{timeout_ms}ms'", key=key, at=at
+            ).encode()
+        else:
+            statement = ops.queries.stamp.format(at=at, key=key).encode()
+        return statement if self._began else BEGIN + b"\n" + statement
 
     def _stamp_from(self, kind: str, entity_id: str, row: tuple[Any, ...] | None) -> datetime:
         if row is None:  # pragma: no cover - the statement always returns the stamp
