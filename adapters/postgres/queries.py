@@ -32,7 +32,7 @@ from psycopg import sql
 
 __all__ = ["Queries", "schema_problem"]
 
-_RECORD = """
+_RECORD_CHANGE = """
 WITH change AS (
     INSERT INTO {schema}.changes (change_id, entity_key, kind, entity_id, op, actor, run_id,
                                   prev, next, delta, changed_fields, occurred_at, xid)
@@ -45,7 +45,9 @@ WITH change AS (
                        ORDER BY p.position DESC LIMIT 1)))
     RETURNING occurred_at
 )
-INSERT INTO {schema}.transitions (change_id, entity_key, kind, entity_id, field,
+"""
+
+_INSERT_ROWS = """INSERT INTO {schema}.transitions (change_id, entity_key, kind, entity_id, field,
                                   from_value, to_value, masked, transitioned_at)
 SELECT %(change_id)s::uuid, %(key)s::uuid, %(kind)s::text, %(entity_id)s::text,
        r.field, r.from_value::jsonb, r.to_value::jsonb, r.masked, change.occurred_at
@@ -53,8 +55,17 @@ SELECT %(change_id)s::uuid, %(key)s::uuid, %(kind)s::text, %(entity_id)s::text,
        unnest(%(fields)s::text[], %(from_values)s::text[], %(to_values)s::text[],
               %(masked)s::boolean[]) WITH ORDINALITY AS r(field, from_value, to_value,
                                                           masked, n)
- ORDER BY r.n
-"""
+ ORDER BY r.n"""
+
+_RECORD = _RECORD_CHANGE + _INSERT_ROWS
+
+# The last change of a commit also wakes feed readers everywhere (NOTIFY, sent at
+# commit): one statement fewer per write than a separate ``SELECT pg_notify``.
+_RECORD_AND_NOTIFY = (
+    _RECORD_CHANGE.rstrip() + ",\nrows AS (\n" + _INSERT_ROWS + "\n RETURNING 1\n)\n"
+    "SELECT pg_notify(%(channel)s, '')"
+)
+
 
 # The stamp of an entity's changes in a transaction: the clock's now (the database's,
 # or the injected one), raised to the entity's previous stamp if the clock stepped back.
@@ -173,7 +184,7 @@ class Queries:
     """The store's statements for one schema, as bytes ready to execute."""
 
     record: bytes
-    notify: bytes
+    record_and_notify: bytes
     stamp: str
     lock: str
     recorded: bytes
@@ -189,7 +200,7 @@ class Queries:
         """Compose every statement for ``schema``."""
         return cls(
             record=_render(_RECORD, schema),
-            notify=b"SELECT pg_notify(%s, '')",
+            record_and_notify=_render(_RECORD_AND_NOTIFY, schema),
             # Filled per entity with literals the store computes (a key, a timestamp):
             # they go out after BEGIN in one multi-statement round trip, which cannot
             # carry parameters (``stamp`` alone when locking is off). The schema is

@@ -126,14 +126,13 @@ class WriteState:
             raise InvalidArgumentError("commit of a transaction that already ended")
 
     def _commit_inserts(self, channel: str) -> list[tuple[bytes, Any]]:
-        """The statements that precede ``COMMIT``: every insert, and one NOTIFY that
-        wakes feed readers everywhere (sent at commit) when anything was recorded."""
+        """The statements that precede ``COMMIT``: every insert, the last one with the
+        NOTIFY that wakes feed readers everywhere (sent at commit)."""
         queries = self._ops.queries
-        statements: list[tuple[bytes, Any]] = [
-            (queries.record, params) for _, params in self._pending
-        ]
-        if self._pending:
-            statements.append((queries.notify, (channel,)))
+        pending = self._pending
+        statements: list[tuple[bytes, Any]] = [(queries.record, params) for _, params in pending]
+        if pending:  # the last insert carries the NOTIFY
+            statements[-1] = (queries.record_and_notify, {**pending[-1][1], "channel": channel})
         return statements
 
     def _commit_failure(self) -> StoreError:
