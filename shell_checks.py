@@ -186,14 +186,14 @@ def reentry_problem(
     ``held_elsewhere``: another open transaction of the same ``who`` (thread, task)
     holds it — ``by_writer`` when that one is running the entity's ``apply``.
     """
+    if not writing_here and not held_elsewhere:
+        return None  # every write asks: answered before any message is built
     ref = f"{key[0]}:{key[1]}"
     if writing_here:
         return (
             f"{ref} is being written: a mutate or remove of it inside its own apply would "
             "wait for itself"
         )
-    if not held_elsewhere:
-        return None
     holder = (
         f"a write running in this {who} (a mutate inside its own apply?)"
         if by_writer

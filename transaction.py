@@ -130,16 +130,15 @@ class Transaction:
     def _lock(self, key: _Key) -> None:
         owners = self._engine._held.owners
         owner = owners.get(key)
-        if key == self._writing or (owner is not None and owner is not self):
-            problem = reentry_problem(
-                key,
-                writing_here=key == self._writing,
-                held_elsewhere=owner is not None and owner is not self,
-                by_writer=owner is not None and owner._writing == key,
-                who="thread",
-            )
-            if problem is not None:
-                raise InvalidArgumentError(problem)
+        problem = reentry_problem(
+            key,
+            writing_here=key == self._writing,
+            held_elsewhere=owner is not None and owner is not self,
+            by_writer=owner is not None and owner._writing == key,
+            who="thread",
+        )
+        if problem is not None:
+            raise InvalidArgumentError(problem)
         with store_errors("could not lock", key):
             self._store_tx.lock(*key)
         if owner is None:
