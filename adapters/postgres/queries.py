@@ -16,7 +16,7 @@ its id before waiting for the entity's lock would otherwise sort before the chan
 waited for. (Gap safety holds: a row's key is never below its own transaction's id.)
 In it a data-modifying CTE inserts the change
 row and, from ``unnest`` of parallel arrays, its transition rows (in ``changed_fields``
-order), all with the stamp fixed when the entity was locked (``stamp``: the injected
+order), all with the stamp fixed when the entity was locked (``lock``: the injected
 clock's time, else ``clock_timestamp()``, raised if need be to the entity's previous
 stamp, so stamps never decrease per entity even if the database clock steps back).
 
@@ -67,21 +67,12 @@ _RECORD_AND_NOTIFY = (
 )
 
 
-# The stamp of an entity's changes in a transaction: the clock's now (the database's,
-# or the injected one), raised to the entity's previous stamp if the clock stepped back.
-# Runs right after the entity's lock is taken, in the same round trip.
-_STAMP = """
-SELECT GREATEST(
-    COALESCE({at}::timestamptz, clock_timestamp()),
-    (SELECT c.occurred_at FROM {schema}.changes AS c
-      WHERE c.entity_key = {key}::uuid
-      ORDER BY c.occurred_at DESC, c.position DESC
-      LIMIT 1))
-"""
-
 # Waiting for an entity's advisory lock is bounded by the store's lock timeout (the
 # transaction's own setting — the application's, on a joined connection — is put back),
 # and the entity's stamp is read after the lock: one call of migration 0004's function.
+# The stamp is the clock's now (the database's, or the injected one), raised to the
+# entity's previous stamp if the clock stepped back; ``lock_key`` NULL reads it alone
+# (``locking=False``).
 _LOCK = "SELECT {schema}.lock_entity({lock_key}, {timeout}, {key}::uuid, {at}::timestamptz)"
 
 # Which of a transaction's change ids were committed (after a connection lost at COMMIT).
@@ -185,7 +176,6 @@ class Queries:
 
     record: bytes
     record_and_notify: bytes
-    stamp: str
     lock: str
     recorded: bytes
     latest_transition: bytes
@@ -205,9 +195,6 @@ class Queries:
             # they go out after BEGIN in one multi-statement round trip, which cannot
             # carry parameters (``stamp`` alone when locking is off). The schema is
             # quoted here, as everywhere.
-            stamp=_render(
-                _STAMP.replace("{at}", "{{at}}").replace("{key}", "{{key}}"), schema
-            ).decode(),
             lock=_render(
                 _LOCK.replace("{lock_key}", "{{lock_key}}")
                 .replace("{timeout}", "{{timeout}}")

@@ -81,14 +81,11 @@ class WriteState:
         clock = ops.clock
         at = "NULL" if clock is None else f"'{clock.now().isoformat()}'"
         key = f"'{ops.keys.entity_key(kind, entity_id)}'"
-        if self._locking:
-            timeout_ms = max(1, round(self._lock_timeout.total_seconds() * 1000))
-            lock_key = ops.keys.lock_key(kind, entity_id)
-            statement = ops.queries.lock.format(
-                lock_key=lock_key, timeout=f"'{timeout_ms}ms'", key=key, at=at
-            ).encode()
-        else:
-            statement = ops.queries.stamp.format(at=at, key=key).encode()
+        timeout_ms = max(1, round(self._lock_timeout.total_seconds() * 1000))
+        lock_key = ops.keys.lock_key(kind, entity_id) if self._locking else "NULL"
+        statement = ops.queries.lock.format(
+            lock_key=lock_key, timeout=f"'{timeout_ms}ms'", key=key, at=at
+        ).encode()
         return statement if self._began else BEGIN + b"\n" + statement
 
     def _stamp_from(self, kind: str, entity_id: str, row: tuple[Any, ...] | None) -> datetime:

@@ -1,4 +1,5 @@
--- 0004: lock an entity and read its stamp in one statement.
+-- 0004: lock an entity and read its stamp in one statement (the stamp alone when the
+-- store runs with `locking=False`: `p_lock_key` NULL).
 --
 -- Runs inside the migration transaction with `search_path` set to the library's schema;
 -- `SET search_path FROM CURRENT` keeps that schema for the function's own query.
@@ -20,9 +21,11 @@ DECLARE
     saved text := current_setting('lock_timeout');
     newest timestamptz;
 BEGIN
-    PERFORM set_config('lock_timeout', p_timeout, true);
-    PERFORM pg_advisory_xact_lock(p_lock_key);
-    PERFORM set_config('lock_timeout', saved, true);
+    IF p_lock_key IS NOT NULL THEN
+        PERFORM set_config('lock_timeout', p_timeout, true);
+        PERFORM pg_advisory_xact_lock(p_lock_key);
+        PERFORM set_config('lock_timeout', saved, true);
+    END IF;
     SELECT c.occurred_at INTO newest
       FROM changes AS c
      WHERE c.entity_key = p_key
