@@ -22,6 +22,7 @@ mask it returns the very object it was given, which keeps the hot path allocatio
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 from reactive_entities.domain.automaton import Automaton
@@ -35,25 +36,33 @@ TOKEN = "****"
 
 def mask_text(text: str, secrets: SecretSet) -> str:
     """``text`` with every maskable secret of ``secrets`` replaced (merged ranges)."""
-    finder = secrets.finder
-    if finder is None:
-        return text
+    regex = secrets.regex
+    if regex is not None:
+        if len(text) < secrets.shortest:
+            return text
+        first = regex.search(text)
+        return text if first is None else _mask_found(text, first, secrets)
     automaton = secrets.automaton
-    if automaton is not None:
-        return _mask_with_automaton(text, secrets, automaton)
-    if finder.search(text) is None:
-        return text
+    return text if automaton is None else _mask_with_automaton(text, secrets, automaton)
+
+
+def _mask_found(text: str, first: re.Match[str], secrets: SecretSet) -> str:
+    # A small set's regex found ``first``; mask from there (the callers searched already).
     while True:
-        masked = _replace(text, _ranges(text, secrets.maskable))
+        masked = _replace(text, regex_ranges(text, first, secrets))
         if masked == text:
             # Only the secret "****" occurred, and the token replaced it by itself. Return
             # the very object: callers tell by identity whether masking changed a value.
             return text
         # Without "*" in any secret, a token cannot help spell a secret: one pass is
         # enough (see the module docstring).
-        if not secrets.has_star or finder.search(masked) is None:
+        if not secrets.has_star:
             return masked
-        text = masked
+        regex = secrets.regex
+        found = None if regex is None else regex.search(masked)
+        if found is None:
+            return masked
+        text, first = masked, found
 
 
 def _mask_with_automaton(text: str, secrets: SecretSet, automaton: Automaton) -> str:
@@ -68,32 +77,45 @@ def _mask_with_automaton(text: str, secrets: SecretSet, automaton: Automaton) ->
         text = masked
 
 
-def _ranges(text: str, maskable: tuple[str, ...]) -> list[tuple[int, int]]:
-    # Every occurrence of every secret, overlapping ones included (str.find is C-fast
-    # and a small set has few secrets), sorted and merged when overlapping or touching.
-    found = []
-    find = text.find
-    for value in maskable:
-        start = find(value)
-        while start != -1:
-            found.append((start, start + len(value)))
-            start = find(value, start + 1)
-    found.sort()
-    merged = []
-    run_start, run_end = found[0]
-    for start, end in found[1:]:
+def regex_ranges(text: str, first: re.Match[str], secrets: SecretSet) -> list[tuple[int, int]]:
+    """Every occurrence of a small set's values in ``text``, merged when overlapping or
+    touching, from ``first``, the leftmost, on.
+
+    The set's ``regex`` is the alternation of its values, longest first, so a match is
+    the longest value starting at the leftmost position that starts one; the shorter
+    ones starting there lie inside it. Searching again from one past each match's start
+    therefore visits every start position that begins an occurrence, in order: their
+    union is the union of all occurrences, which one merged range after another covers.
+    """
+    regex = secrets.regex
+    assert regex is not None  # a small set always has one
+    search = regex.search
+    last = len(text) - secrets.shortest  # no occurrence starts after this
+    ranges = []
+    run_start = first.start()
+    run_end = first.end()
+    start = run_start
+    while start < last:
+        found = search(text, start + 1)
+        if found is None:
+            break
+        start = found.start()
+        end = found.end()
         if start <= run_end:  # overlapping or touching: extend the current range
             if end > run_end:
                 run_end = end
-            continue
-        merged.append((run_start, run_end))
-        run_start, run_end = start, end
-    merged.append((run_start, run_end))
-    return merged
+        else:
+            ranges.append((run_start, run_end))
+            run_start, run_end = start, end
+    ranges.append((run_start, run_end))
+    return ranges
 
 
 def _replace(text: str, ranges: list[tuple[int, int]]) -> str:
     """``text`` with each of the sorted, disjoint ``ranges`` replaced by one token."""
+    if len(ranges) == 1:  # the common case, without the list
+        start, end = ranges[0]
+        return text[:start] + TOKEN + text[end:]
     pieces: list[str] = []
     cursor = 0
     for start, end in ranges:
@@ -121,12 +143,19 @@ def _masked(value: JSONValue, secrets: SecretSet) -> JSONValue:
     if type(value) is str:
         return mask_text(value, secrets)
     search = _search(secrets)
+    shortest = secrets.shortest  # a shorter text holds no secret: not even searched
     if type(value) is list:
         items: list[JSONValue] | None = None
         for i, item in enumerate(value):
-            if type(item) is str and search(item) is None:
-                continue  # clean text, the common case, without a call
-            masked = _masked(item, secrets)
+            if type(item) is str:
+                if len(item) < shortest:
+                    continue
+                hit = search(item)
+                if hit is None:
+                    continue  # clean text, the common case, without a call
+                masked: JSONValue = _mask_hit(item, hit, secrets)
+            else:
+                masked = _masked(item, secrets)
             if masked is not item:
                 if items is None:
                     items = value.copy()
@@ -135,8 +164,13 @@ def _masked(value: JSONValue, secrets: SecretSet) -> JSONValue:
     if type(value) is dict:
         entries: dict[str, JSONValue] | None = None
         for key, item in value.items():
-            masked_key = key if search(key) is None else mask_text(key, secrets)
-            masked = item if type(item) is str and search(item) is None else _masked(item, secrets)
+            hit = None if len(key) < shortest else search(key)
+            masked_key = key if hit is None else _mask_hit(key, hit, secrets)
+            if type(item) is str:
+                hit = None if len(item) < shortest else search(item)
+                masked = item if hit is None else _mask_hit(item, hit, secrets)
+            else:
+                masked = _masked(item, secrets)
             if entries is None:
                 if masked_key is key and masked is item:
                     continue
@@ -154,6 +188,14 @@ def _search(secrets: SecretSet) -> Callable[[str], object | None]:
     if finder is None:
         raise ValueError("no maskable secret: nothing to search for")
     return finder.search
+
+
+def _mask_hit(text: str, hit: object, secrets: SecretSet) -> str:
+    """``text`` masked, given the finder's (truthy) answer for it: a small set's match
+    lets masking start there instead of searching again."""
+    if isinstance(hit, re.Match):
+        return _mask_found(text, hit, secrets)
+    return mask_text(text, secrets)
 
 
 def _entries_before(value: dict[str, JSONValue], stop: str) -> dict[str, JSONValue]:
@@ -196,10 +238,19 @@ def mask_document(
     if not secrets:
         return doc if out is None else out
     search = _search(secrets)
+    shortest = secrets.shortest
     for field, value in doc.items():
-        if field in sensitive or (type(value) is str and search(value) is None):
+        if field in sensitive:
             continue
-        masked = _masked(value, secrets)
+        if type(value) is str:
+            if len(value) < shortest:
+                continue
+            hit = search(value)
+            if hit is None:
+                continue
+            masked: JSONValue = _mask_hit(value, hit, secrets)
+        else:
+            masked = _masked(value, secrets)
         if masked is not value:
             if out is None:
                 out = dict(doc)

@@ -6,13 +6,14 @@ two-letter value would shred ordinary text without protecting anything.
 
 Theory of operation. A set's ``finder`` answers "does any maskable value occur in this
 text?". A few secrets (up to ``SMALL_SET``, the common case of every run) are found by
-one compiled regular expression, built at construction; ``mask_text`` then locates
-them with ``str.find``. Beyond that, the finder is an Aho–Corasick :class:`Automaton`,
-built on first use, which finds every occurrence of every value in one pass whatever
-their number (a compiled alternation of 10,000 literals is tried branch by branch at
-every position, which measured slower). ``escaped()`` is the set plus every escaped form
-of its values (``repr``, JSON, backslash-doubled), built once per set, for masking
-messages and logs.
+one compiled alternation (``regex``, values longest first), built at construction,
+which also locates them for ``mask_text``: each search from one past the last match's
+start gives the longest value at the next position where one starts. Beyond that, the
+finder is an Aho–Corasick :class:`Automaton`, built on first use, which finds every
+occurrence of every value in one pass whatever their number (a compiled alternation of
+10,000 literals is tried branch by branch at every position, which measured slower).
+``escaped()`` is the set plus every escaped form of its values (``repr``, JSON,
+backslash-doubled), built once per set, for masking messages and logs.
 
 Secrets never show in a ``repr``: the set prints its counts, its values print as
 ``<secret>`` (they are a ``str`` subclass), and the finder hides its pattern. A
@@ -30,7 +31,7 @@ False
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from reactive_entities.domain.automaton import Automaton
@@ -40,6 +41,7 @@ __all__ = [
     "MIN_SECRET_LENGTH",
     "SMALL_SET",
     "Hidden",
+    "RegexFinder",
     "Secret",
     "SecretFinder",
     "SecretSet",
@@ -81,10 +83,13 @@ class SecretFinder(Protocol):
         ...
 
 
-class _RegexFinder:
-    """A compiled alternation whose ``repr`` does not print the pattern."""
+class RegexFinder:
+    """A compiled alternation of a small set's values, longest first, whose ``repr``
+    does not print the pattern. ``search(text, pos=0)`` is the pattern's."""
 
     __slots__ = ("search",)
+
+    search: Callable[..., re.Match[str] | None]
 
     def __init__(self, pattern: re.Pattern[str]) -> None:
         self.search = pattern.search
@@ -99,17 +104,30 @@ class SecretSet:
     Build one with :meth:`SecretSet.of`. Truthiness says whether anything is maskable.
     """
 
-    __slots__ = ("_escaped", "automaton", "finder", "has_star", "maskable", "values")
+    __slots__ = (
+        "_escaped",
+        "automaton",
+        "finder",
+        "has_star",
+        "maskable",
+        "regex",
+        "shortest",
+        "values",
+    )
 
     values: frozenset[str]
     #: Maskable values, longest first (ties in string order).
     maskable: tuple[str, ...]
     #: Finds whether any maskable value occurs (fast rejection); None when none is.
     finder: SecretFinder | None
-    #: The automaton of a large set (None for a small one: ``str.find`` serves it).
+    #: The automaton of a large set (None for a small one: its ``regex`` serves it).
     automaton: Automaton | None
+    #: The alternation of a small set (None for a large one or an empty one).
+    regex: RegexFinder | None
     #: Whether some maskable value contains the token's character ``*``.
     has_star: bool
+    #: The length of the shortest maskable value (0 when none): a shorter text holds none.
+    shortest: int
     _escaped: SecretSet | None
 
     def __init__(self, values: frozenset[str]) -> None:
@@ -118,18 +136,22 @@ class SecretSet:
             sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH), key=lambda v: (-len(v), v))
         )
         automaton: Automaton | None = None
+        regex: RegexFinder | None = None
         finder: SecretFinder | None = None
         if len(maskable) > SMALL_SET:
             automaton = Automaton(maskable)
             finder = automaton
         elif maskable:
-            finder = _RegexFinder(re.compile("|".join(re.escape(v) for v in maskable)))
+            regex = RegexFinder(re.compile("|".join(re.escape(v) for v in maskable)))
+            finder = regex
         setattr_ = object.__setattr__
         setattr_(self, "values", values)
         setattr_(self, "maskable", maskable)
         setattr_(self, "finder", finder)
         setattr_(self, "automaton", automaton)
+        setattr_(self, "regex", regex)
         setattr_(self, "has_star", any("*" in v for v in maskable))
+        setattr_(self, "shortest", min(map(len, maskable), default=0))
         setattr_(self, "_escaped", None)
 
     def __setattr__(self, name: str, value: object) -> None:

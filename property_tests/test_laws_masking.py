@@ -73,6 +73,14 @@ def test_automaton_finds_every_occurrence(data: st.DataObject, values: list[str]
     laws.automaton_finds_what_brute_force_finds(text, values)
 
 
+@given(st.data(), st.lists(st.text("ab*", min_size=4, max_size=7), min_size=1, max_size=6))
+def test_small_sets_find_every_occurrence(data: st.DataObject, values: list[str]) -> None:
+    """A small set's regex ranges equal brute force: overlaps, touches, one value
+    inside another, all merged; nothing missed."""
+    text = data.draw(texts_around(values, alphabet="ab*", max_pieces=8))
+    laws.small_set_finds_what_brute_force_finds(text, values)
+
+
 @given(st.data(), secret_lists())
 def test_large_sets_mask_like_small_ones(data: st.DataObject, values: list[str]) -> None:
     """A set big enough for the automaton masks a text exactly as str.find does."""

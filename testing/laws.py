@@ -37,7 +37,7 @@ from reactive_entities.domain.documents import document_problems
 from reactive_entities.domain.errors import StateValidationError
 from reactive_entities.domain.events import ABSENT, Op, Plan, TransitionRecord
 from reactive_entities.domain.json import Document, JSONValue, canonical_json, structurally_equal
-from reactive_entities.domain.masking import TOKEN, mask_deep, mask_text
+from reactive_entities.domain.masking import TOKEN, mask_deep, mask_text, regex_ranges
 from reactive_entities.domain.planning import plan_change
 from reactive_entities.domain.schema import Schema
 from reactive_entities.domain.secret_set import SecretSet
@@ -66,6 +66,7 @@ __all__ = [
     # masking
     "mask_text_leaves_no_secret",
     "mask_text_is_idempotent",
+    "small_set_finds_what_brute_force_finds",
     "mask_deep_leaves_no_secret",
     "mask_deep_returns_input_when_nothing_is_maskable",
     "secret_forms",
@@ -339,6 +340,25 @@ def escaped_masking_leaves_no_form(text: str, secrets: SecretSet) -> None:
 def automaton_finds_what_brute_force_finds(text: str, values: Sequence[str]) -> None:
     """The Aho–Corasick automaton's merged ranges equal the union of every occurrence of
     every value, found one ``str.find`` at a time, merged when overlapping or touching."""
+    expected = _brute_force_ranges(text, values)
+    got = call_unmutated(Automaton(tuple(values)).ranges, text)
+    _require(got == expected, f"automaton {got!r} != brute force {expected!r} in {text!r}")
+
+
+def small_set_finds_what_brute_force_finds(text: str, values: Sequence[str]) -> None:
+    """A small set's regex, searched again from one past each match's start, yields the
+    same merged ranges as brute force (overlapping and touching occurrences merged)."""
+    secrets = SecretSet.of(values)
+    regex = secrets.regex
+    _require(regex is not None, f"{len(values)} values should make a small set with a regex")
+    assert regex is not None
+    first = regex.search(text)
+    got = [] if first is None else regex_ranges(text, first, secrets)
+    expected = _brute_force_ranges(text, secrets.maskable)
+    _require(got == expected, f"regex {got!r} != brute force {expected!r} in {text!r}")
+
+
+def _brute_force_ranges(text: str, values: Sequence[str]) -> list[tuple[int, int]]:
     covered = [False] * len(text)
     for value in values:
         start = text.find(value)
@@ -358,8 +378,7 @@ def automaton_finds_what_brute_force_finds(text: str, values: Sequence[str]) -> 
             j += 1
         expected.append((i, j))
         i = j
-    got = call_unmutated(Automaton(tuple(values)).ranges, text)
-    _require(got == expected, f"automaton {got!r} != brute force {expected!r} in {text!r}")
+    return expected
 
 
 def mask_deep_leaves_no_secret(value: JSONValue, secrets: SecretSet) -> None:
