@@ -154,8 +154,10 @@ def _masked(value: JSONValue, secrets: SecretSet) -> JSONValue:
                 if hit is None:
                     continue  # clean text, the common case, without a call
                 masked: JSONValue = _mask_hit(item, hit, secrets)
-            else:
+            elif type(item) is list or type(item) is dict:
                 masked = _masked(item, secrets)
+            else:
+                continue  # a number, a flag or null: nothing to mask
             if masked is not item:
                 if items is None:
                     items = value.copy()
@@ -169,8 +171,10 @@ def _masked(value: JSONValue, secrets: SecretSet) -> JSONValue:
             if type(item) is str:
                 hit = None if len(item) < shortest else search(item)
                 masked = item if hit is None else _mask_hit(item, hit, secrets)
-            else:
+            elif type(item) is list or type(item) is dict:
                 masked = _masked(item, secrets)
+            else:
+                masked = item  # a number, a flag or null: nothing to mask
             if entries is None:
                 if masked_key is key and masked is item:
                     continue
@@ -249,8 +253,10 @@ def mask_document(
             if hit is None:
                 continue
             masked: JSONValue = _mask_hit(value, hit, secrets)
-        else:
+        elif type(value) is list or type(value) is dict:
             masked = _masked(value, secrets)
+        else:
+            continue  # a number, a flag or null: nothing to mask
         if masked is not value:
             if out is None:
                 out = dict(doc)
