@@ -86,17 +86,23 @@ def regex_ranges(text: str, first: re.Match[str], secrets: SecretSet) -> list[tu
     ones starting there lie inside it. Searching again from one past each match's start
     therefore visits every start position that begins an occurrence, in order: their
     union is the union of all occurrences, which one merged range after another covers.
+    An occurrence that starts inside a match and reaches past its end needs a proper
+    suffix of the matched value to be a proper prefix of some value; when the matched
+    value's length rules that out (``overlapping``), the search resumes at its end.
     """
     regex = secrets.regex
     assert regex is not None  # a small set always has one
     search = regex.search
+    overlapping = secrets.overlapping
     last = len(text) - secrets.shortest  # no occurrence starts after this
     ranges = []
-    run_start = first.start()
-    run_end = first.end()
-    start = run_start
-    while start < last:
-        found = search(text, start + 1)
+    run_start = start = first.start()
+    run_end = end = first.end()
+    while True:
+        resume = start + 1 if end - start in overlapping else end
+        if resume > last:
+            break
+        found = search(text, resume)
         if found is None:
             break
         start = found.start()
@@ -164,7 +170,10 @@ def _masked(value: JSONValue, secrets: SecretSet) -> JSONValue:
                 items[i] = masked
         return value if items is None else items
     if type(value) is dict:
+        # A copy once a value changes; rebuilt in order from the first key that masking
+        # renames (only then can two keys collide), entry by entry after it.
         entries: dict[str, JSONValue] | None = None
+        renamed = False
         for key, item in value.items():
             hit = None if len(key) < shortest else search(key)
             masked_key = key if hit is None else _mask_hit(key, hit, secrets)
@@ -175,10 +184,16 @@ def _masked(value: JSONValue, secrets: SecretSet) -> JSONValue:
                 masked = _masked(item, secrets)
             else:
                 masked = item  # a number, a flag or null: nothing to mask
-            if entries is None:
-                if masked_key is key and masked is item:
+            if not renamed:
+                if masked_key is key:
+                    if masked is not item:
+                        if entries is None:
+                            entries = value.copy()
+                        entries[key] = masked
                     continue
-                entries = _entries_before(value, key)
+                entries = _entries_before(value if entries is None else entries, key)
+                renamed = True
+            assert entries is not None  # set above, once renamed
             if masked_key in entries:  # two keys masked alike: keep both
                 masked_key = _free_key(masked_key, entries, secrets)
             entries[masked_key] = masked

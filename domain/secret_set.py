@@ -46,6 +46,7 @@ __all__ = [
     "SecretFinder",
     "SecretSet",
     "EMPTY_SECRETS",
+    "overlapping_lengths",
 ]
 
 MIN_SECRET_LENGTH = 4
@@ -110,6 +111,7 @@ class SecretSet:
         "finder",
         "has_star",
         "maskable",
+        "overlapping",
         "regex",
         "shortest",
         "values",
@@ -128,6 +130,8 @@ class SecretSet:
     has_star: bool
     #: The length of the shortest maskable value (0 when none): a shorter text holds none.
     shortest: int
+    #: A small set's value lengths whose occurrence another can overlap past its end.
+    overlapping: frozenset[int]
     _escaped: SecretSet | None
 
     def __init__(self, values: frozenset[str]) -> None:
@@ -152,6 +156,8 @@ class SecretSet:
         setattr_(self, "regex", regex)
         setattr_(self, "has_star", any("*" in v for v in maskable))
         setattr_(self, "shortest", min(map(len, maskable), default=0))
+        overlapping = frozenset() if regex is None else overlapping_lengths(maskable)
+        setattr_(self, "overlapping", overlapping)
         setattr_(self, "_escaped", None)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -202,6 +208,29 @@ class SecretSet:
 
     def __reduce__(self) -> tuple[object, ...]:
         return (SecretSet.of, ([str(v) for v in self.values],))
+
+
+#: Beyond this many characters in all, every length counts as overlapping (the exact
+#: answer would take every prefix of every value).
+_OVERLAP_CHECK_LIMIT = 4096
+
+
+def overlapping_lengths(values: tuple[str, ...]) -> frozenset[int]:
+    """The lengths of the values that have a proper suffix which is a proper prefix of
+    some value (itself included): only such an occurrence can be overlapped by another
+    that reaches past its end.
+
+    >>> sorted(overlapping_lengths(("abcd", "cdef", "wxyz")))
+    [4]
+    >>> sorted(overlapping_lengths(("abcd", "wxyz")))
+    []
+    """
+    if sum(map(len, values)) > _OVERLAP_CHECK_LIMIT:
+        return frozenset(map(len, values))
+    prefixes = {value[:k] for value in values for k in range(1, len(value))}
+    return frozenset(
+        len(value) for value in values if any(value[k:] in prefixes for k in range(1, len(value)))
+    )
 
 
 def secret_values(values: Iterable[str]) -> set[str]:

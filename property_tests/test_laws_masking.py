@@ -81,6 +81,16 @@ def test_small_sets_find_every_occurrence(data: st.DataObject, values: list[str]
     laws.small_set_finds_what_brute_force_finds(text, values)
 
 
+@given(st.data(), st.lists(st.text("abcd", min_size=4, max_size=7), min_size=1, max_size=6))
+def test_small_sets_of_mixed_values_find_every_occurrence(
+    data: st.DataObject, values: list[str]
+) -> None:
+    """The same with a wider alphabet, where some values cannot be overlapped past
+    their end and the search resumes there."""
+    text = data.draw(texts_around(values, alphabet="abcd", max_pieces=8))
+    laws.small_set_finds_what_brute_force_finds(text, values)
+
+
 @given(st.data(), secret_lists())
 def test_large_sets_mask_like_small_ones(data: st.DataObject, values: list[str]) -> None:
     """A set big enough for the automaton masks a text exactly as str.find does."""

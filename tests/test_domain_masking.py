@@ -89,6 +89,32 @@ def test_mask_deep_keeps_both_entries_of_colliding_keys() -> None:
     assert mask_deep(value, SECRETS) == {"a ****": 1, "a ****#2": 2, "a ****#3": 3}
 
 
+def test_a_masked_value_before_a_masked_key_keeps_order_and_both_changes() -> None:
+    """A value masked before the first renamed key survives the in-order rebuild."""
+    value: JSONValue = {"x": "the secret", "my secret": "plain", "z": ["secret"]}
+    masked = mask_deep(value, SECRETS)
+    assert masked == {"x": "the ****", "my ****": "plain", "z": ["****"]}
+    assert isinstance(masked, dict)
+    assert list(masked) == ["x", "my ****", "z"]
+
+
+def test_occurrences_after_a_value_nothing_can_overlap_are_all_found() -> None:
+    """When no value can reach past another's end, the search resumes at a match's end:
+    touching, repeated and later occurrences are still masked, each run once."""
+    secrets = SecretSet.of(["abcd", "wxyz", "0123456"])
+    assert secrets.overlapping == frozenset()
+    text = "abcdwxyz abcd-0123456abcd end abcd"
+    assert mask_text(text, secrets) == "**** ****-**** end ****"
+
+
+def test_an_occurrence_reaching_past_a_match_is_merged_with_it() -> None:
+    """A value whose suffix starts another (``...pA`` / ``AKIA...``) is searched again
+    from one past its start, so the overlapping one merges into the same token."""
+    secrets = SecretSet.of(["ghp_Q8pA", "AKIAIOSF"])
+    assert 8 in secrets.overlapping
+    assert mask_text("x ghp_Q8pAKIAIOSF y", secrets) == "x **** y"
+
+
 def test_mask_deep_skips_taken_suffixes() -> None:
     """A suffix already used by an existing key is skipped."""
     value: JSONValue = {"****": 1, "****#2": 2, "secret": 3}
