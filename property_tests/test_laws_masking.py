@@ -93,7 +93,7 @@ def test_small_sets_of_mixed_values_find_every_occurrence(
 
 @given(st.data(), secret_lists())
 def test_large_sets_mask_like_small_ones(data: st.DataObject, values: list[str]) -> None:
-    """A set big enough for the automaton masks a text exactly as str.find does."""
+    """A set big enough for the automaton masks a text exactly as a small set's regex does."""
     text = data.draw(texts_around(values))
     padding = [f"zz-unused-{i}" for i in range(SMALL_SET + 1)]
     small, large = SecretSet.of(values), SecretSet.of([*values, *padding])
