@@ -28,6 +28,7 @@ from reactive_entities.delivery import Delivery
 from reactive_entities.derivers import Derivers
 from reactive_entities.domain import temporal
 from reactive_entities.domain.actor import Actor
+from reactive_entities.domain.errors import ReactiveEntitiesError
 from reactive_entities.domain.events import ChangeEvent, TransitionRecord
 from reactive_entities.domain.json import Document, JSONValue
 from reactive_entities.domain.position import Position
@@ -43,7 +44,7 @@ from reactive_entities.ports.feed import ChangeFeed, ConsumerStatus, DeadLetter
 from reactive_entities.ports.secret_registry import SecretRegistry
 from reactive_entities.ports.store import EntityStore
 from reactive_entities.run_secrets import EngineSecrets, UnknownRunPolicy
-from reactive_entities.shell_checks import check_id, checked_run_id, store_errors
+from reactive_entities.shell_checks import check_id, checked_run_id, store_errors, store_failure
 from reactive_entities.transaction import HeldLocks, Transaction
 
 __all__ = ["Engine", "EntityHandle", "write_through", "remove_through"]
@@ -293,8 +294,12 @@ class Engine(EngineCore[EntityHandle[Any]]):
         return self._begin(connection)
 
     def _begin(self, connection: Any) -> Transaction:
-        with store_errors("could not begin a transaction"):
+        try:
             store_tx = self.store.begin(connection)
+        except ReactiveEntitiesError:
+            raise
+        except Exception as error:
+            raise store_failure("could not begin a transaction") from error
         return Transaction(self, store_tx)
 
     # -- subscriptions -------------------------------------------------------------------

@@ -172,9 +172,18 @@ class store_errors:  # noqa: N801 (used like a function: ``with store_errors(...
     ) -> None:
         if exc is None or isinstance(exc, ReactiveEntitiesError) or not isinstance(exc, Exception):
             return
-        key = self._key
-        message = self._failure if key is None else f"{self._failure} {key[0]}:{key[1]}"
-        raise StoreError(message) from exc
+        raise store_failure(self._failure, self._key) from exc
+
+
+def store_failure(failure: str, key: tuple[str, str] | None = None) -> StoreError:
+    """The ``StoreError`` an adapter's own failure becomes: ``failure``, followed by
+    ``kind:id`` when ``key`` is given (raise it ``from`` the failure).
+
+    The write pipeline's steps use it in ``except`` clauses rather than
+    :class:`store_errors`: a ``try`` costs nothing until something fails, the context
+    manager about 0.25 µs per step, three steps per write.
+    """
+    return StoreError(failure if key is None else f"{failure} {key[0]}:{key[1]}")
 
 
 def reentry_problem(

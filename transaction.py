@@ -32,7 +32,7 @@ from reactive_entities.domain.errors import (
 from reactive_entities.domain.events import ChangeEvent
 from reactive_entities.domain.secret_set import SecretSet
 from reactive_entities.ports.store import StoreTransaction
-from reactive_entities.shell_checks import commit_failure, reentry_problem, store_errors
+from reactive_entities.shell_checks import commit_failure, reentry_problem, store_failure
 
 if TYPE_CHECKING:
     from reactive_entities.engine import Engine, EntityHandle
@@ -122,25 +122,34 @@ class Transaction:
         )
         plan = decision.plan
         if plan is not None:
-            with store_errors("could not record a change of", key):
+            try:
                 stamp = self._store_tx.record(plan)
+            except ReactiveEntitiesError:
+                raise
+            except Exception as error:
+                raise store_failure("could not record a change of", key) from error
             self._events.append(plan.event(stamp))
         return decision.state
 
     def _lock(self, key: _Key) -> None:
         owners = self._engine._held.owners
         owner = owners.get(key)
-        problem = reentry_problem(
-            key,
-            writing_here=key == self._writing,
-            held_elsewhere=owner is not None and owner is not self,
-            by_writer=owner is not None and owner._writing == key,
-            who="thread",
-        )
-        if problem is not None:
-            raise InvalidArgumentError(problem)
-        with store_errors("could not lock", key):
+        if owner is not None or key == self._writing:  # else nothing to ask: the common case
+            problem = reentry_problem(
+                key,
+                writing_here=key == self._writing,
+                held_elsewhere=owner is not None and owner is not self,
+                by_writer=owner is not None and owner._writing == key,
+                who="thread",
+            )
+            if problem is not None:
+                raise InvalidArgumentError(problem)
+        try:
             self._store_tx.lock(*key)
+        except ReactiveEntitiesError:
+            raise
+        except Exception as error:
+            raise store_failure("could not lock", key) from error
         if owner is None:
             owners[key] = self
             self._keys.append(key)

@@ -31,7 +31,7 @@ from reactive_entities.domain.errors import InvalidArgumentError, ReactiveEntiti
 from reactive_entities.domain.events import ChangeEvent
 from reactive_entities.domain.secret_set import SecretSet
 from reactive_entities.ports.async_store import AsyncStoreTransaction
-from reactive_entities.shell_checks import commit_failure, reentry_problem, store_errors
+from reactive_entities.shell_checks import commit_failure, reentry_problem, store_failure
 
 if TYPE_CHECKING:
     from reactive_entities.aio.engine import AsyncEngine, AsyncEntityHandle
@@ -96,8 +96,12 @@ class AsyncTransaction:
     async def _begin(self) -> AsyncTransaction:
         if self._state == "not begun":
             self._engine._check_open()
-            with store_errors("could not begin a transaction"):
+            try:
                 self._store_tx = await self._engine.store.begin(self._connection)
+            except ReactiveEntitiesError:
+                raise
+            except Exception as error:
+                raise store_failure("could not begin a transaction") from error
             self._state = "open"
         return self
 
@@ -139,8 +143,12 @@ class AsyncTransaction:
             secrets=secrets,
         )
         if decision.plan is not None:
-            with store_errors("could not record a change of", key):
+            try:
                 stamp = await store_tx.record(decision.plan)
+            except ReactiveEntitiesError:
+                raise
+            except Exception as error:
+                raise store_failure("could not record a change of", key) from error
             self._events.append(decision.plan.event(stamp))
         return decision.state
 
@@ -158,8 +166,12 @@ class AsyncTransaction:
         )
         if problem is not None:
             raise InvalidArgumentError(problem)
-        with store_errors("could not lock", key):
+        try:
             await store_tx.lock(*key)
+        except ReactiveEntitiesError:
+            raise
+        except Exception as error:
+            raise store_failure("could not lock", key) from error
         if owner is None:
             _HELD.set(MappingProxyType({**_HELD.get(), key: self}))
             self._keys.append(key)

@@ -239,7 +239,11 @@ def _free_key(key: str, taken: Mapping[str, object], secrets: SecretSet) -> str:
 
 
 def mask_document(
-    doc: Document, secrets: SecretSet, sensitive: frozenset[str] = frozenset()
+    doc: Document,
+    secrets: SecretSet,
+    sensitive: frozenset[str] = frozenset(),
+    *,
+    masked_before: tuple[Document, Document] | None = None,
 ) -> Document:
     """A document with run secrets masked in its values and sensitive fields replaced.
 
@@ -247,6 +251,11 @@ def mask_document(
     ``sensitive`` is replaced whole by ``TOKEN`` whatever its value, except null, which
     stays null (set and cleared must stay distinguishable, SPEC §16.2). Returns ``doc``
     itself when nothing changed.
+
+    ``masked_before`` is ``(raw, masked)`` of a document this call's ``secrets`` and
+    ``sensitive`` already masked (a write's previous state): a field whose value is the
+    very object found there takes its masked form as is. Most fields of a write are
+    untouched, so the next state's document mostly costs lookups.
     """
     out: Document | None = None
     for field in sensitive:
@@ -258,18 +267,22 @@ def mask_document(
         return doc if out is None else out
     search = _search(secrets)
     shortest = secrets.shortest
+    before, masked_fields = masked_before if masked_before is not None else (_NOTHING, _NOTHING)
     for field, value in doc.items():
         if field in sensitive:
             continue
         if type(value) is str:
             if len(value) < shortest:
                 continue
-            hit = search(value)
-            if hit is None:
-                continue
-            masked: JSONValue = _mask_hit(value, hit, secrets)
+            if before.get(field) is value:
+                masked: JSONValue = masked_fields[field]
+            else:
+                hit = search(value)
+                if hit is None:
+                    continue
+                masked = _mask_hit(value, hit, secrets)
         elif type(value) is list or type(value) is dict:
-            masked = _masked(value, secrets)
+            masked = masked_fields[field] if before.get(field) is value else _masked(value, secrets)
         else:
             continue  # a number, a flag or null: nothing to mask
         if masked is not value:
@@ -277,3 +290,6 @@ def mask_document(
                 out = dict(doc)
             out[field] = masked
     return doc if out is None else out
+
+
+_NOTHING: Document = {}  # no document masked before: no value is found in it

@@ -50,8 +50,14 @@ def plan_change(
     if not fields:
         return None
     op: Op = "create" if prev_doc is None else ("remove" if next_doc is None else "update")
-    masked_prev = None if prev_doc is None else mask_document(prev_doc, secrets, sensitive)
-    masked_next = None if next_doc is None else mask_document(next_doc, secrets, sensitive)
+    masked_prev: Document | None = None
+    masked_next: Document | None = None
+    if prev_doc is not None:
+        masked_prev = mask_document(prev_doc, secrets, sensitive)
+    if next_doc is not None:
+        # Most fields of a write are untouched: their masked forms are the previous one's.
+        before = None if prev_doc is None or masked_prev is None else (prev_doc, masked_prev)
+        masked_next = mask_document(next_doc, secrets, sensitive, masked_before=before)
     if masked_next is None:
         delta: Document = {}
     elif op == "create":

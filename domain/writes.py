@@ -91,10 +91,14 @@ def plan_write(
                     "resulting state (use remove to delete)"
                 )
             )
-        checked = validate_state(schema, entity_id, result, secrets, "apply")
-        if type(checked) is Failure:  # not isinstance: ABC checks cost 5x more
-            return checked
-        state, next_doc = checked.unwrap()
+        next_doc = schema.instance_document(result)  # the common case, without a Result
+        if next_doc is not None:
+            state = result
+        else:
+            checked = validate_state(schema, entity_id, result, secrets, "apply")
+            if type(checked) is Failure:  # not isinstance: ABC checks cost 5x more
+                return checked
+            state, next_doc = checked.unwrap()
     plan = plan_change(
         schema.kind,
         entity_id,
