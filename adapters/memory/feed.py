@@ -59,22 +59,21 @@ _Entity = tuple[str, str]
 _Wake = Callable[[], None]
 
 
-#: A change as the feed keeps it: an exact ``tuple`` of atomic values — its documents
-#: ``marshal``-ed to bytes (exact for JSON values: ``True`` stays apart from ``1``; a few
-#: times cheaper to make than a copy; immutable), the actor as an index into the feed's
-#: actors, the position as its sequence number. The cyclic garbage collector stops
-#: tracking such a tuple after its first pass; a NamedTuple (or any object) would stay
-#: tracked, and a growing log of them made every full collection slower. Fields by index:
-#: kind, entity_id, op, prev, next, changed_fields, actor, run_id, occurred_at, change_id,
-#: sequence. Reads rebuild fresh events (:func:`_event`).
-_Kept = tuple[
-    str, str, Op, bytes | None, bytes | None, tuple[str, ...], int, str | None, datetime, str, int
-]
+#: A change as the feed keeps it: an exact ``tuple`` of atomic values — its two documents
+#: ``marshal``-ed together as one ``(prev, next)`` pair (exact for JSON values: ``True``
+#: stays apart from ``1``; a few times cheaper to make than a copy; immutable; one call
+#: instead of two, and the values both documents share are written once), the actor as
+#: an index into the feed's actors, the position as its sequence number. The cyclic
+#: garbage collector stops tracking such a tuple after its first pass; a NamedTuple (or
+#: any object) would stay tracked, and a growing log of them made every full collection
+#: slower. Fields by index: kind, entity_id, op, documents, changed_fields, actor, run_id,
+#: occurred_at, change_id, sequence. Reads rebuild fresh events (:func:`_event`).
+_Kept = tuple[str, str, Op, bytes, tuple[str, ...], int, str | None, datetime, str, int]
 _KIND: Final = 0
 _ENTITY_ID: Final = 1
-_AT: Final = 8
-_CHANGE_ID: Final = 9
-_SEQUENCE: Final = 10
+_AT: Final = 7
+_CHANGE_ID: Final = 8
+_SEQUENCE: Final = 9
 
 
 def _kept_position(kept: _Kept) -> Position:
@@ -191,14 +190,11 @@ class MemoryFeed(ChangeFeed):
     def record(self, plan: Plan, stamp: datetime) -> None:
         """The store's commit hook: keep the committed plan's change, stamped ``stamp``,
         at the next position, then call every wake-up callback."""
-        prev = None if plan.prev is None else _dumps(plan.prev)
-        nxt = None if plan.next is None else _dumps(plan.next)
         self._keep(
             plan.kind,
             plan.entity_id,
             plan.op,
-            prev,
-            nxt,
+            _dumps((plan.prev, plan.next)),
             plan.changed_fields,
             plan.actor,
             plan.run_id,
@@ -209,14 +205,11 @@ class MemoryFeed(ChangeFeed):
     def append(self, event: ChangeEvent) -> None:
         """Keep a committed change at the next position, then call every wake-up
         callback (``record`` without a plan)."""
-        prev = None if event.prev is None else _dumps(event.prev)
-        nxt = None if event.next is None else _dumps(event.next)
         self._keep(
             event.kind,
             event.entity_id,
             event.op,
-            prev,
-            nxt,
+            _dumps((event.prev, event.next)),
             event.changed_fields,
             event.actor,
             event.run_id,
@@ -229,8 +222,7 @@ class MemoryFeed(ChangeFeed):
         kind: str,
         entity_id: str,
         op: Op,
-        prev: bytes | None,
-        nxt: bytes | None,
+        documents: bytes,
         fields: tuple[str, ...],
         actor: Actor,
         run_id: str | None,
@@ -244,8 +236,7 @@ class MemoryFeed(ChangeFeed):
                 kind,
                 entity_id,
                 op,
-                prev,
-                nxt,
+                documents,
                 fields,
                 actor_index,
                 run_id,
@@ -487,17 +478,16 @@ def _check_limit(limit: int | None) -> None:
 _dumps = marshal.dumps
 
 
-def _loads(data: bytes) -> Document:
-    doc: Document = marshal.loads(data)
-    return doc
+def _loads(data: bytes) -> tuple[Document | None, Document | None]:
+    documents: tuple[Document | None, Document | None] = marshal.loads(data)
+    return documents
 
 
 def _event(kept: _Kept, actors: ActorTable) -> ChangeEvent:
     """A fresh :class:`ChangeEvent` of a kept change: documents decoded anew (so the
     receiver owns them), the delta rebuilt from ``next`` and the changed fields."""
-    kind, entity_id, op, prev_data, next_data, fields, actor, run_id, at, change_id, seq = kept
-    prev = None if prev_data is None else _loads(prev_data)
-    nxt = None if next_data is None else _loads(next_data)
+    kind, entity_id, op, documents, fields, actor, run_id, at, change_id, seq = kept
+    prev, nxt = _loads(documents)
     if nxt is None:
         delta: Document = {}
     elif op == "create":
