@@ -48,7 +48,7 @@ __all__ = [
 
 #: How long ``lock`` waits for an entity held by another transaction.
 DEFAULT_LOCK_TIMEOUT = timedelta(seconds=30)
-_CONTAINERS = (list, dict)
+_dumps = marshal.dumps
 
 # Stored rows and changes are exact tuples of atomic values, which CPython's cyclic
 # garbage collector stops tracking (a growing log of tracked objects made every full
@@ -145,20 +145,18 @@ class InMemoryEntityStore(EntityStore):
         rows = log.rows
         by_field = log.by_field
         for t in plan.transitions:
-            before = t.from_value
-            after = t.to_value
-            row: _Row = (
-                stamp,
-                t.field,
-                marshal.dumps(before) if isinstance(before, _CONTAINERS) else before,
-                marshal.dumps(after) if isinstance(after, _CONTAINERS) else after,
-                t.masked,
-                change_id,
-            )
+            field = t.field
+            before: Any = t.from_value  # a list or dict becomes bytes: kept marshal-ed
+            after: Any = t.to_value
+            if type(before) is list or type(before) is dict:
+                before = _dumps(before)
+            if type(after) is list or type(after) is dict:
+                after = _dumps(after)
+            row: _Row = (stamp, field, before, after, t.masked, change_id)
             rows.append(row)
-            field_rows = by_field.get(t.field)
+            field_rows = by_field.get(field)
             if field_rows is None:
-                by_field[t.field] = [row]
+                by_field[field] = [row]
             else:
                 field_rows.append(row)
 
