@@ -56,7 +56,9 @@ def plan_change(
         masked_prev = mask_document(prev_doc, secrets, sensitive)
     if next_doc is not None:
         # Most fields of a write are untouched: their masked forms are the previous one's.
-        before = None if prev_doc is None or masked_prev is None else (prev_doc, masked_prev)
+        before = None
+        if secrets and prev_doc is not None and masked_prev is not None:
+            before = (prev_doc, masked_prev)
         masked_next = mask_document(next_doc, secrets, sensitive, masked_before=before)
     if masked_next is None:
         delta: Document = {}
