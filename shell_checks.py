@@ -37,6 +37,7 @@ __all__ = [
     "check_postgres_options",
     "raise_closed",
     "store_errors",
+    "store_failure",
     "reentry_problem",
     "commit_failure",
 ]
