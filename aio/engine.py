@@ -431,8 +431,7 @@ async def write_through(
 ) -> None:
     """``await handle.mutate(...)`` when there is a handle, else just ``apply()``
     (awaited when it returns an awaitable)."""
-    write = None if handle is None else handle.mutate
-    await _through(write, entity_id, apply, actor, run_id)
+    await _through(None if handle is None else handle.mutate, entity_id, apply, actor, run_id)
 
 
 async def remove_through(
