@@ -26,8 +26,16 @@ __all__ = [
 ]
 
 
+# Every session speaks UTC, so stamps read back as stored whatever the server's zone.
+_SET_UTC = "SET TimeZone TO 'UTC'"
+
+
 def _configure(conn: psycopg.Connection[Any]) -> None:
-    conn.execute("SET TimeZone TO 'UTC'")
+    conn.execute(_SET_UTC)
+
+
+async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    await conn.execute(_SET_UTC)
 
 
 def open_pool(dsn: str, *, size: int, timeout: float, name: str) -> ConnectionPool:
@@ -45,12 +53,9 @@ def open_pool(dsn: str, *, size: int, timeout: float, name: str) -> ConnectionPo
     )
 
 
-async def _configure_async(conn: psycopg.AsyncConnection[Any]) -> None:
-    await conn.execute("SET TimeZone TO 'UTC'")
-
-
 async def open_async_pool(dsn: str, *, size: int, timeout: float, name: str) -> AsyncConnectionPool:
-    """The asyncio twin of :func:`open_pool` (opened in the running loop)."""
+    """The asyncio twin of :func:`open_pool` (opened in the running loop), configured
+    alike."""
     pool = AsyncConnectionPool(
         dsn,
         min_size=1,
