@@ -21,7 +21,7 @@ HOT_PATH := $(shell $(PYTHON) -c "import ast; t = ast.parse(open('native.py').re
   if isinstance(n, ast.Assign) and getattr(n.targets[0], 'id', '') == 'HOT_PATH' \
   for m in ast.literal_eval(n.value)))")
 
-.PHONY: install reinstall demo test check lint typecheck layers guards pytest pytest-pure install-pure postgres-binaries bench bench-quick soak feed-soak clean
+.PHONY: install reinstall demo test check lint typecheck layers guards pytest pytest-pure install-pure postgres-binaries bench bench-quick bench-floor soak feed-soak clean
 
 install: $(STAMP)
 
@@ -93,6 +93,10 @@ test: check pytest pytest-pure
 
 bench: reinstall postgres-binaries
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# How fast in-memory (a) can be at all: a hand-written floor, as Python and compiled.
+bench-floor: reinstall
+	$(BIN)/python -P bench/floor_bench.py
 
 bench-quick: reinstall postgres-binaries
 	$(BIN)/python bench/run.py --quick $(BENCH_ARGS)
