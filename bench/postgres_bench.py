@@ -23,6 +23,11 @@ Mutate scenarios (IDS = 500, N = 5,000; client 0 for the 1-client ones):
 * (y_pipelined, extra) (y) with ``BEGIN``, insert and ``COMMIT`` sent as one pipeline:
   the fewest round trips that sequence can take (3, against the library's 4).
 * (x, extra) (d2) from 8 threads.
+* (ya, extra) the library's own statements for (a), sent by hand with no library code in
+  between: on a pooled connection ``BEGIN`` + the schema's ``lock_entity`` (one round
+  trip); the plugin's read and upsert on its connection; the change, its rows and the
+  ``NOTIFY`` in one statement pipelined with ``COMMIT``. What (a) costs the server and the
+  wire; (a) over (ya) is the library's own share.
 
 Round-2 scenarios (BENCHMARKS.md §4), on a second engine over the same schema whose kind
 ``it`` has ``read(ids, connection)``: the plugin's ``SELECT`` on the connection it is
@@ -34,6 +39,8 @@ given (``tx.connection`` inside a transaction).
 * (t100) one transaction of 100 mutates over 100 distinct entities (100 consecutive
   mutations of the plan), repeated; (t1x100) the same batches, one transaction per
   mutate. Their latency samples are one per batch: its time over its 100 mutates.
+* (yt, extra) (t)'s statements by hand, as (ya) but the read and upsert on the pooled
+  connection inside the transaction; (yt8) it from 8 threads, shared out as in (b).
 
 Every plugin connection and the baselines' pool are autocommit and use prepared
 statements, like the library. Every timed run starts from the same reset (untimed).
@@ -103,7 +110,22 @@ QUERY_REFERENCE = {
 }
 RAW_REFERENCE_MEDIAN = (210.0, 330.0)
 
-SCENARIOS = ("a", "d1", "d2", "y", "y_pipelined", "t", "t1x100", "t100", "b", "x", "t8")
+SCENARIOS = (
+    "a",
+    "d1",
+    "d2",
+    "y",
+    "y_pipelined",
+    "ya",
+    "t",
+    "yt",
+    "t1x100",
+    "t100",
+    "b",
+    "x",
+    "t8",
+    "yt8",
+)
 SCENARIO_TEXT = {
     "a": "library `mutate`, 1 client, locking on",
     "d1": "bare upsert, autocommit",
@@ -116,12 +138,17 @@ SCENARIO_TEXT = {
     "b": "library `mutate`, 8 clients",
     "x": "(d2), 8 clients",
     "t8": "(t), 8 clients",
+    "ya": "(a)'s statements by hand, no library code",
+    "yt": "(t)'s statements by hand, no library code",
+    "yt8": "(yt), 8 clients",
 }
-CLIENT_COUNT = {name: CLIENTS if name in ("b", "x", "t8") else 1 for name in SCENARIOS}
+CLIENT_COUNT = {name: CLIENTS if name in ("b", "x", "t8", "yt8") else 1 for name in SCENARIOS}
 #: The library's scenarios: they record 2 transition rows and 1 event per mutate.
 LIBRARY = frozenset({"a", "b", "t", "t8", "t1x100", "t100"})
+#: The library's statements sent by hand: its rows, no events.
+BY_HAND = frozenset({"ya", "yt", "yt8"})
 #: Those whose plugin upsert commits with the library's change rows (``tx.connection``).
-TRANSACTIONAL = frozenset({"t", "t8", "t1x100", "t100"})
+TRANSACTIONAL = frozenset({"t", "t8", "t1x100", "t100", "yt", "yt8"})
 #: Scenarios timed batch by batch (``BATCH`` mutations per batch).
 BATCHED = frozenset({"t1x100", "t100"})
 #: The reference figure each scenario is compared with (§4: the transactional mutate
@@ -227,6 +254,12 @@ def _text(value: Any) -> str:
     return value if type(value) is str else _compact(value)
 
 
+def _array(values: Sequence[str]) -> str:
+    """A ``text[]`` literal of ``values``, each quoted (``"`` and ``\\`` escaped)."""
+    quoted = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
+
+
 def _transition_params(eid: str, prev: dict[str, Any], changes: dict[str, Any]) -> list[Any]:
     params: list[Any] = []
     for field in sorted(changes):
@@ -330,6 +363,8 @@ class Bench:
         )
         self.pool.wait()
         self.current: dict[str, dict[str, Any]] = {}
+        self.queries = Queries.for_schema(SCHEMA)
+        self.keys = EntityKeys(SCHEMA)
 
     def _connect(self) -> psycopg.Connection[Any]:
         conn = psycopg.connect(self.dsn, autocommit=True)
@@ -453,6 +488,8 @@ class Bench:
                     return transactional(eid, changes, tx)
 
             return in_transaction
+        if scenario in BY_HAND:
+            return self._by_hand(plugin, inside=scenario != "ya")
         upsert_row = plugin.upsert_row
         if scenario == "d1":
 
@@ -527,6 +564,59 @@ class Bench:
             return mutate(eid, apply, tx=tx)
 
         return transactional
+
+    def _by_hand(self, plugin: Plugin, *, inside: bool) -> Step:
+        """(ya) or, ``inside`` the transaction, (yt): the statements the library sends for
+        one mutate, built here from the same workload values with no library code."""
+        queries = self.queries
+        keys = self.keys
+        channel = self.engine.store.channel  # type: ignore[attr-defined]
+        current = self.current
+        actor = _compact({"id": "system", "name": "System", "type": "system"})
+        pool = self.pool
+
+        def by_hand(eid: str, changes: dict[str, Any]) -> object:
+            key = keys.entity_key(KIND, eid)
+            lock = queries.lock.format(
+                lock_key=keys.lock_key(KIND, eid), timeout="'30000ms'", key=f"'{key}'", at="NULL"
+            )
+            with pool.connection() as conn:
+                cursor = conn.execute(b"BEGIN;\n" + lock.encode())
+                while cursor.nextset():
+                    pass
+                stamped = cursor.fetchone()
+                on = conn if inside else plugin.conn
+                on.execute(READ, ([eid],), prepare=True).fetchall()
+                prev = current[eid]
+                nxt = {**prev, **changes}
+                current[eid] = nxt
+                row = on.execute(UPSERT, _row_params(eid, nxt), prepare=True).fetchone()
+                fields = sorted(changes)
+                params = {
+                    "at": stamped[0] if stamped else None,
+                    "key": key,
+                    "change_id": str(uuid.uuid4()),
+                    "kind": KIND,
+                    "entity_id": eid,
+                    "op": "update",
+                    "actor": actor,
+                    "run_id": None,
+                    "prev": _compact(prev),
+                    "next": _compact(nxt),
+                    "delta": _compact(changes),
+                    "changed_fields": _array(fields),
+                    "fields": _array(fields),
+                    "from_values": _array([_compact(prev[f]) for f in fields]),
+                    "to_values": _array([_compact(nxt[f]) for f in fields]),
+                    "masked": "{" + ",".join("f" for _ in fields) + "}",
+                    "channel": channel,
+                }
+                with conn.pipeline():
+                    conn.execute(queries.record_and_notify, params, prepare=True)
+                    conn.execute(_COMMIT)
+            return row
+
+        return by_hand
 
     def batch_step(self, scenario: str) -> BatchStep:
         """The per-batch work of (t100) (one transaction) or (t1x100) (one per mutate)."""
@@ -680,7 +770,17 @@ def postgres_section(bench: Bench, quick: bool, rounds: int) -> tuple[dict[str, 
         section["scenarios"][name] = entry
     # Time per op of a scenario over a floor's (= the floor's ops/s over its), and
     # (t100)'s ops/s over (t1x100)'s, round by round (the rounds share noise).
-    for name, floor in (("a", "y"), ("a", "y_pipelined"), ("t", "y"), ("t", "y_pipelined")):
+    for name, floor in (
+        ("a", "y"),
+        ("a", "y_pipelined"),
+        ("t", "y"),
+        ("t", "y_pipelined"),
+        ("a", "ya"),
+        ("t", "yt"),
+        ("ya", "y"),
+        ("yt", "y"),
+        ("t8", "yt8"),
+    ):
         section[f"{name}_over_{floor}"] = _per_round(results[floor], results[name])
     section["t100_over_t1x100"] = _per_round(results["t100"], results["t1x100"])
     for key, target in (("a_over_y", FLOOR_TARGET), ("t_over_y", TX_FLOOR_TARGET)):
@@ -709,13 +809,14 @@ def check_postgres_counts(section: dict[str, Any]) -> list[str]:
     problems = []
     for name, entry in section["scenarios"].items():
         library = name in LIBRARY
+        logged = library or name in BY_HAND
         expect = {
             "it_entities": ids,
             "rows_matching_mirror": ids,
-            "changes": n if library else 0,
-            "transitions": 2 * n if library else 0,
+            "changes": n if logged else 0,
+            "transitions": 2 * n if logged else 0,
             "events": n if library else 0,
-            "entity_transitions": 0 if library or name == "d1" else 2 * n,
+            "entity_transitions": 0 if logged or name == "d1" else 2 * n,
             "rows_committed_with_change": min(n, ids) if name in TRANSACTIONAL else 0,
         }
         for key, want in expect.items():
@@ -759,6 +860,13 @@ def postgres_markdown(section: dict[str, Any]) -> str:
             f"{y['target']}×: {'met' if y['meets_target'] else 'missed'}. Over "
             f"(y_pipelined), the floor with the fewest round trips: {_range(yp)}.",
         ]
+    lines.append(
+        "The library's statements by hand, time/op per round: (ya) over (y) "
+        f"{_range(section['ya_over_y'])}, (yt) over (y) {_range(section['yt_over_y'])}; "
+        "the library's own share, (a) over (ya) "
+        f"{_range(section['a_over_ya'])}, (t) over (yt) {_range(section['t_over_yt'])}, "
+        f"(t8) over (yt8) {_range(section['t8_over_yt8'])}."
+    )
     batch = section["t100_over_t1x100"]
     lines += [
         f"(t100) ops/s over (t1x100), 100 mutates per transaction against one: "
