@@ -727,13 +727,17 @@ def test_no_secret_in_events_rows_or_logs(
                 await engine.derive(event)
             await handle.remove("inc-1", storage.delete("inc-1"), run_id="run-1")
 
-            dumped = json.dumps([e.to_dict() for e in events], ensure_ascii=False)
+            # Change ids and stamps are generated, not data: a secret spelling part of one
+            # ("0000" in a random change id) is no leak.
+            dumped = laws.without_generated(
+                json.dumps([e.to_dict() for e in events], ensure_ascii=False), events
+            )
             assert not _leaks(dumped, secrets)
             for row in await handle.history("inc-1"):
                 assert not _leaks(json.dumps([repr(row.from_value), row.to_value]), secrets)
             for record in caplog.records:
                 judged = [s for s in secrets if s not in str(record.msg)]
-                assert not _leaks(record.getMessage(), judged)
+                assert not _leaks(laws.without_generated(record.getMessage(), events), judged)
                 assert record.exc_info is None
             assert all(e.next is None or e.next["token"] == "****" for e in events)
             assert all(e.prev is None or e.prev["token"] == "****" for e in events)
