@@ -656,7 +656,8 @@ texts = st.text(ALPHABET, max_size=30)
 _VOCABULARY = (
     "kind entity_id op prev next delta changed_fields actor run_id occurred_at change_id "
     "position type id name incident inc-1 run-1 create update remove status severity title "
-    "token system_ids open investigating resolved low high system System null true false"
+    "token system_ids open investigating resolved low high system System null true false "
+    "ABSENT"  # the repr of a created field's missing previous value in a history row
 )
 
 
