@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal, ParamSpec, TypeAlias, TypeVar
 
@@ -35,14 +35,7 @@ from reactive_entities.domain.automaton import Automaton
 from reactive_entities.domain.diff import diff
 from reactive_entities.domain.documents import document_problems
 from reactive_entities.domain.errors import StateValidationError
-from reactive_entities.domain.events import (
-    ABSENT,
-    ChangeEvent,
-    Op,
-    Plan,
-    TransitionRecord,
-    iso_utc,
-)
+from reactive_entities.domain.events import ABSENT, Op, Plan, TransitionRecord
 from reactive_entities.domain.json import Document, JSONValue, canonical_json, structurally_equal
 from reactive_entities.domain.masking import TOKEN, mask_deep, mask_text, regex_ranges
 from reactive_entities.domain.planning import plan_change
@@ -77,7 +70,6 @@ __all__ = [
     "mask_deep_leaves_no_secret",
     "mask_deep_returns_input_when_nothing_is_maskable",
     "secret_forms",
-    "without_generated",
     "escaped_masking_leaves_no_form",
     "automaton_finds_what_brute_force_finds",
     # planning
@@ -331,31 +323,6 @@ def secret_forms(secret: str) -> set[str]:
         json.dumps(secret, ensure_ascii=False)[1:-1],
         secret.replace("\\", "\\\\"),
     }
-
-
-def without_generated(text: str, events: Iterable[ChangeEvent]) -> str:
-    """``text`` with the values the library generated for ``events`` blanked: their
-    change ids and stamps, in the forms a message shows them (``to_dict``'s ISO with a
-    ``Z``, ``isoformat``, ``str``, ``repr``).
-
-    They are not data and are never masked, so a secret that happens to spell part of
-    one — ``0000`` in the random change id ``15d0000a-…`` — would be found without any
-    leak. Check texts for secrets after blanking them.
-
-    >>> from datetime import UTC, datetime
-    >>> from reactive_entities.domain.actor import SYSTEM_ACTOR
-    >>> at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    >>> event = ChangeEvent("k", "e", "create", None, {}, {}, (), SYSTEM_ACTOR, None, at, "c-0000")
-    >>> without_generated("change c-0000 at 2026-01-02T03:04:05.000000Z", [event])
-    'change … at …'
-    """
-    generated: set[str] = set()
-    for event in events:
-        at = event.occurred_at
-        generated |= {event.change_id, iso_utc(at), at.isoformat(), str(at), repr(at)}
-    for value in sorted(generated, key=len, reverse=True):  # a longer form first
-        text = text.replace(value, "…")
-    return text
 
 
 def escaped_masking_leaves_no_form(text: str, secrets: SecretSet) -> None:

@@ -56,13 +56,23 @@ from reactive_entities.aio import (
 )
 from reactive_entities.domain.events import Plan
 from reactive_entities.domain.secret_set import MIN_SECRET_LENGTH
-from reactive_entities.testing import AsyncChangeFeedContract, AsyncEntityStoreContract, laws
+from reactive_entities.testing import AsyncChangeFeedContract, AsyncEntityStoreContract
 from reactive_entities.testing.aio_world import fresh_id, open_engine, open_world
 from reactive_entities.testing.async_feed_contract import AsyncFeedWorld, OpenWorld
 from reactive_entities.testing.async_store_contract import OpenStore
 from reactive_entities.testing.builders import make_plan
 from reactive_entities.testing.examples import Incident, Satellite, Status
 from reactive_entities.testing.plugin import DictStorage
+from reactive_entities.testing.secrecy import (
+    ALPHABET,
+    LOCALS_ALPHABET,
+    PLACEHOLDER,
+    incidents_and_secrets,
+    invalid_incident_states,
+    leaks,
+    texts,
+    without_generated,
+)
 
 Backend = tuple[str, str | None, str | None]
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -651,51 +661,6 @@ async def test_spec_9_handler_may_cancel_itself_during_delivery() -> None:
 
 # == test_engine_secrecy ==================================================================
 
-ALPHABET = st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_characters="*")
-texts = st.text(ALPHABET, max_size=30)
-_VOCABULARY = (
-    "kind entity_id op prev next delta changed_fields actor run_id occurred_at change_id "
-    "position type id name incident inc-1 run-1 create update remove status severity title "
-    "token system_ids open investigating resolved low high system System null true false "
-    "ABSENT"  # the repr of a created field's missing previous value in a history row
-)
-
-
-@st.composite
-def incidents_and_secrets(draw: st.DrawFn) -> tuple[list[Incident], list[str]]:
-    """A sequence of incident states and a set of secrets, some cut out of those states."""
-    states = draw(
-        st.lists(
-            st.builds(
-                Incident,
-                status=st.sampled_from(["open", "investigating", "resolved"]),
-                severity=st.sampled_from(["low", "high"]),
-                title=texts,
-                token=texts,
-                system_ids=st.lists(texts, max_size=3).map(tuple),
-            ),
-            min_size=1,
-            max_size=4,
-        )
-    )
-    pieces = [s.title for s in states] + [i for s in states for i in s.system_ids]
-    cut = [
-        draw(st.sampled_from(pieces))[draw(st.integers(0, 3)) :]
-        for _ in range(draw(st.integers(0, 3)))
-    ]
-    extra = draw(st.lists(st.text(ALPHABET, min_size=MIN_SECRET_LENGTH, max_size=8), max_size=2))
-    secrets = [s for s in cut + extra if len(s) >= MIN_SECRET_LENGTH and s not in _VOCABULARY]
-    return states, secrets
-
-
-def _leaks(text: str, secrets: list[str]) -> list[str]:
-    """Secrets found in ``text`` as written or escaped (repr, JSON, backslash-doubled)."""
-    return [
-        s
-        for s in secrets
-        if any(form in text for form in laws.secret_forms(s) if len(form) >= MIN_SECRET_LENGTH)
-    ]
-
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(incidents_and_secrets())
@@ -730,15 +695,15 @@ def test_no_secret_in_events_rows_or_logs(
 
             # Change ids and stamps are generated, not data: a secret spelling part of one
             # ("0000" in a random change id) is no leak.
-            dumped = laws.without_generated(
+            dumped = without_generated(
                 json.dumps([e.to_dict() for e in events], ensure_ascii=False), events
             )
-            assert not _leaks(dumped, secrets)
+            assert not leaks(dumped, secrets)
             for row in await handle.history("inc-1"):
-                assert not _leaks(json.dumps([repr(row.from_value), row.to_value]), secrets)
+                assert not leaks(json.dumps([repr(row.from_value), row.to_value]), secrets)
             for record in caplog.records:
                 judged = [s for s in secrets if s not in str(record.msg)]
-                assert not _leaks(laws.without_generated(record.getMessage(), events), judged)
+                assert not leaks(without_generated(record.getMessage(), events), judged)
                 assert record.exc_info is None
             assert all(e.next is None or e.next["token"] == "****" for e in events)
             assert all(e.prev is None or e.prev["token"] == "****" for e in events)
@@ -755,14 +720,8 @@ def test_no_secret_or_sensitive_value_in_validation_errors(secret: str, pin: str
     """SPEC §13.2: StateValidationError never quotes a run secret or a sensitive value."""
 
     async def error_texts(handle: Any, value: str, pin: str, run_id: str | None) -> str:
-        bad_states: list[Any] = [
-            {"status": value, "severity": "low"},
-            {"status": "open", "severity": "low", value: 1},
-            {"status": "open", "severity": "low", "token": 12345, "title": value + "x"},
-            {"status": pin, "severity": "low", "token": pin},
-        ]
         seen: list[str] = []
-        for bad in bad_states:
+        for bad in invalid_incident_states(value, pin):
             with pytest.raises(StateValidationError) as caught:
                 await handle.mutate("inc-1", lambda bad=bad: bad, run_id=run_id)
             error = caught.value
@@ -775,17 +734,14 @@ def test_no_secret_or_sensitive_value_in_validation_errors(secret: str, pin: str
         async with compose.in_memory() as engine:
             handle, _ = _define_incidents(engine)
             # A secret that is part of what the messages say besides data (wording, kind,
-            # id, allowed values) is not data that leaked; "\u0400" is outside ALPHABET.
-            if secret in await error_texts(handle, "\u0400" * 5, "\u0400" * 5, None):
+            # id, allowed values) is not data that leaked.
+            if secret in await error_texts(handle, PLACEHOLDER, PLACEHOLDER, None):
                 return False
             await engine.secrets.register("run-1", [secret])
             assert secret not in await error_texts(handle, secret, pin, "run-1")
             return True
 
     assume(asyncio.run(run()))
-
-
-LOCALS_ALPHABET = "ÄÖÜßæøåñ\\'\"0123456789-_"
 
 
 @settings(max_examples=40)
@@ -824,7 +780,7 @@ def test_no_secret_in_captured_locals_of_failing_calls(values: list[str]) -> Non
 
     found = asyncio.run(run())
     assert len(found) == 2
-    assert not _leaks("\n".join(found), values)
+    assert not leaks("\n".join(found), values)
 
 
 # == test_engine_bad_input ================================================================

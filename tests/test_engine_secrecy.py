@@ -13,57 +13,17 @@ from hypothesis import strategies as st
 
 from reactive_entities import ChangeEvent, StateValidationError, compose
 from reactive_entities.domain.secret_set import MIN_SECRET_LENGTH
-from reactive_entities.testing import laws
 from reactive_entities.testing.examples import Incident, define_incidents
-
-ALPHABET = st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_characters="*")
-texts = st.text(ALPHABET, max_size=30)
-
-
-@st.composite
-def incidents_and_secrets(draw: st.DrawFn) -> tuple[list[Incident], list[str]]:
-    """A sequence of incident states and a set of secrets, some cut out of those states."""
-    states = draw(
-        st.lists(
-            st.builds(
-                Incident,
-                status=st.sampled_from(["open", "investigating", "resolved"]),
-                severity=st.sampled_from(["low", "high"]),
-                title=texts,
-                token=texts,
-                system_ids=st.lists(texts, max_size=3).map(tuple),
-            ),
-            min_size=1,
-            max_size=4,
-        )
-    )
-    pieces = [s.title for s in states] + [i for s in states for i in s.system_ids]
-    cut = [
-        draw(st.sampled_from(pieces))[draw(st.integers(0, 3)) :]
-        for _ in range(draw(st.integers(0, 3)))
-    ]
-    extra = draw(st.lists(st.text(ALPHABET, min_size=MIN_SECRET_LENGTH, max_size=8), max_size=2))
-    secrets = [s for s in cut + extra if len(s) >= MIN_SECRET_LENGTH and s not in _VOCABULARY]
-    return states, secrets
-
-
-# Identifiers and keys the library writes itself (not data, so never masked): a secret
-# spelled by them ("delt" of "delta") would be found without any leak.
-_VOCABULARY = (
-    "kind entity_id op prev next delta changed_fields actor run_id occurred_at change_id "
-    "position type id name incident inc-1 run-1 create update remove status severity title "
-    "token system_ids open investigating resolved low high system System null true false "
-    "ABSENT"  # the repr of a created field's missing previous value in a history row
+from reactive_entities.testing.secrecy import (
+    ALPHABET,
+    LOCALS_ALPHABET,
+    PLACEHOLDER,
+    incidents_and_secrets,
+    invalid_incident_states,
+    leaks,
+    texts,
+    without_generated,
 )
-
-
-def _leaks(text: str, secrets: list[str]) -> list[str]:
-    """Secrets found in ``text`` as written or escaped (repr, JSON, backslash-doubled)."""
-    return [
-        s
-        for s in secrets
-        if any(form in text for form in laws.secret_forms(s) if len(form) >= MIN_SECRET_LENGTH)
-    ]
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -96,17 +56,17 @@ def test_no_secret_in_events_rows_or_logs(
 
         # Change ids and stamps are generated, not data: a secret spelling part of one
         # ("0000" in a random change id) is no leak.
-        dumped = laws.without_generated(
+        dumped = without_generated(
             json.dumps([e.to_dict() for e in events], ensure_ascii=False), events
         )
-        assert not _leaks(dumped, secrets)
+        assert not leaks(dumped, secrets)
         for row in handle.history("inc-1"):
-            assert not _leaks(json.dumps([repr(row.from_value), row.to_value]), secrets)
+            assert not leaks(json.dumps([repr(row.from_value), row.to_value]), secrets)
         for record in caplog.records:
             # A secret that is part of the library's fixed wording ("fail" in "failed")
             # is not data that leaked: only secrets absent from the template are judged.
             judged = [s for s in secrets if s not in str(record.msg)]
-            assert not _leaks(laws.without_generated(record.getMessage(), events), judged)
+            assert not leaks(without_generated(record.getMessage(), events), judged)
             assert record.exc_info is None
         assert all(e.next is None or e.next["token"] == "****" for e in events)
         assert all(e.prev is None or e.prev["token"] == "****" for e in events)
@@ -114,20 +74,10 @@ def test_no_secret_in_events_rows_or_logs(
         assert all(r.to_value == "****" and r.masked for r in token_rows)
 
 
-#: Stands where data would be; outside ``ALPHABET``, so no drawn secret contains it.
-PLACEHOLDER = "\u0400" * 5
-
-
 def _validation_error_texts(handle: Any, value: str, pin: str, run_id: str | None) -> str:
     """Everything the errors of four invalid states holding ``value`` and ``pin`` say."""
-    bad_states: list[Any] = [
-        {"status": value, "severity": "low"},
-        {"status": "open", "severity": "low", value: 1},
-        {"status": "open", "severity": "low", "token": 12345, "title": value + "x"},
-        {"status": pin, "severity": "low", "token": pin},
-    ]
     seen: list[str] = []
-    for bad in bad_states:
+    for bad in invalid_incident_states(value, pin):
         with pytest.raises(StateValidationError) as caught:
             handle.mutate("inc-1", lambda bad=bad: bad, run_id=run_id)
         error = caught.value
@@ -152,10 +102,6 @@ def test_no_secret_or_sensitive_value_in_validation_errors(secret: str, pin: str
 
 def _registered(engine: Any, values: list[str]) -> None:
     engine.secrets.register("run-1", values)
-
-
-# Drawn so no secret can spell the library's own words in a repr ("Secr", "self").
-LOCALS_ALPHABET = "ÄÖÜßæøåñ\\'\"0123456789-_"
 
 
 @settings(max_examples=40)
@@ -192,4 +138,4 @@ def test_no_secret_in_captured_locals_of_failing_calls(values: list[str]) -> Non
     except Exception as error:
         texts.append(formatted(error))
     assert len(texts) == 2
-    assert not _leaks("\n".join(texts), values)
+    assert not leaks("\n".join(texts), values)
