@@ -79,13 +79,15 @@ def incidents_and_secrets(draw: st.DrawFn) -> tuple[list[Incident], list[str]]:
 
 
 def invalid_incident_states(value: str, pin: str) -> list[dict[str, Any]]:
-    """Four states of the incident kind that fail validation with ``value`` and ``pin``
-    (a sensitive ``token``) where their errors could quote them."""
+    """Four states of the incident kind that fail validation, whatever ``value`` and
+    ``pin`` (a sensitive ``token``) are, where their errors could quote them."""
+    # No text is both a status and a severity: the first and last are invalid even when
+    # value or pin is "open"; the second names an unknown field or gives one a number.
     return [
-        {"status": value, "severity": "low"},
+        {"status": value, "severity": value},
         {"status": "open", "severity": "low", value: 1},
         {"status": "open", "severity": "low", "token": 12345, "title": value + "x"},
-        {"status": pin, "severity": "low", "token": pin},
+        {"status": pin, "severity": pin, "token": pin},
     ]
 
 
