@@ -23,10 +23,11 @@ Mutate scenarios (IDS = 500, N = 5,000; client 0 for the 1-client ones):
 * (y_pipelined, extra) (y) with ``BEGIN``, insert and ``COMMIT`` sent as one pipeline:
   the fewest round trips that sequence can take (3, against the library's 4).
 * (x, extra) (d2) from 8 threads.
-* (ya, extra) the library's own statements for (a), sent by hand with no library code in
-  between: on a pooled connection ``BEGIN`` + the schema's ``lock_entity`` (one round
-  trip); the plugin's read and upsert on its connection; the change, its rows and the
-  ``NOTIFY`` in one statement pipelined with ``COMMIT``. What (a) costs the server and the
+* (ya, extra) the library's own statements for (a), sent by hand with none of its write
+  path in between (arrays in the store's literal form, ``codec.text_array``): on a pooled
+  connection ``BEGIN`` + the schema's ``lock_entity`` (one round trip); the plugin's read
+  and upsert on its connection; the change, its rows and the ``NOTIFY`` in one statement
+  pipelined with ``COMMIT``. What (a) costs the server and the
   wire; (a) over (ya) is the library's own share (plus the few µs the library's scenarios
   spend mapping the plugin's rows to ``It``, which (ya) skips).
 
@@ -72,6 +73,7 @@ from stats import latency_summary, median_range
 from workload import FIELDS, KIND, SEVERITIES, STATUSES, It, entity_id, initial, mutations
 
 from reactive_entities import ChangeEvent, compose
+from reactive_entities.adapters.postgres.codec import bool_array, text_array
 from reactive_entities.adapters.postgres.connections import open_pool
 from reactive_entities.adapters.postgres.keys import EntityKeys
 from reactive_entities.adapters.postgres.queries import Queries
@@ -139,8 +141,8 @@ SCENARIO_TEXT = {
     "b": "library `mutate`, 8 clients",
     "x": "(d2), 8 clients",
     "t8": "(t), 8 clients",
-    "ya": "(a)'s statements by hand, no library code",
-    "yt": "(t)'s statements by hand, no library code",
+    "ya": "(a)'s statements sent by hand, no write path",
+    "yt": "(t)'s statements sent by hand, no write path",
     "yt8": "(yt), 8 clients",
 }
 CLIENT_COUNT = {name: CLIENTS if name in ("b", "x", "t8", "yt8") else 1 for name in SCENARIOS}
@@ -253,12 +255,6 @@ def _row_params(eid: str, s: dict[str, Any]) -> tuple[Any, ...]:
 def _text(value: Any) -> str:
     """The reference's text serialization: strings raw, null as ``null``, else JSON."""
     return value if type(value) is str else _compact(value)
-
-
-def _array(values: Sequence[str]) -> str:
-    """A ``text[]`` literal of ``values``, each quoted (``"`` and ``\\`` escaped)."""
-    quoted = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
-    return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
 
 
 def _transition_params(eid: str, prev: dict[str, Any], changes: dict[str, Any]) -> list[Any]:
@@ -568,7 +564,8 @@ class Bench:
 
     def _by_hand(self, plugin: Plugin, *, inside: bool) -> Step:
         """(ya) or, ``inside`` the transaction, (yt): the statements the library sends for
-        one mutate, built here from the same workload values with no library code."""
+        one mutate, built here from the same workload values (arrays in the store's own
+        literal form) with none of the library's write path."""
         queries = self.queries
         keys = self.keys
         channel = self.engine.store.channel  # type: ignore[attr-defined]
@@ -605,11 +602,11 @@ class Bench:
                     "prev": _compact(prev),
                     "next": _compact(nxt),
                     "delta": _compact(changes),
-                    "changed_fields": _array(fields),
-                    "fields": _array(fields),
-                    "from_values": _array([_compact(prev[f]) for f in fields]),
-                    "to_values": _array([_compact(nxt[f]) for f in fields]),
-                    "masked": "{" + ",".join("f" for _ in fields) + "}",
+                    "changed_fields": text_array(fields),
+                    "fields": text_array(fields),
+                    "from_values": text_array([_compact(prev[f]) for f in fields]),
+                    "to_values": text_array([_compact(nxt[f]) for f in fields]),
+                    "masked": bool_array([False] * len(fields)),
                     "channel": channel,
                 }
                 with conn.pipeline():
